@@ -1,0 +1,193 @@
+"""Real parts: a Docker engine, a Caddy on free loopback ports, install.sh and git push."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import docker
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUSYBOX = Path("/bin/busybox")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(cmd, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def wait_for(predicate, timeout=30.0, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+    except OSError as error:
+        return 0, str(error)
+
+
+class Server:
+    """A zdd server in a temporary folder, set up by install.sh, with its own Caddy."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.root = base / "zdd"
+        self.caddyfile = base / "caddy" / "Caddyfile"
+        self.admin = f"127.0.0.1:{free_port()}"
+        self.env = {**os.environ, "ZDD_ROOT": str(self.root), "ZDD_CADDYFILE": str(self.caddyfile),
+                    "ZDD_CADDY_ADMIN": self.admin}
+        self.caddy = None
+        self.apps: list[str] = []
+
+    def start_caddy(self) -> None:
+        self.caddyfile.parent.mkdir(parents=True, exist_ok=True)
+        if not self.caddyfile.exists():
+            self.caddyfile.write_text(f"{{\n\tadmin {self.admin}\n}}\n")
+        caddy_home = self.base / "caddy-home"
+        caddy_home.mkdir(exist_ok=True)
+        env = {**os.environ, "HOME": str(caddy_home), "XDG_DATA_HOME": str(caddy_home),
+               "XDG_CONFIG_HOME": str(caddy_home)}
+        self.caddy = subprocess.Popen(
+            ["caddy", "run", "--config", str(self.caddyfile), "--adapter", "caddyfile"],
+            stdout=open(self.base / "caddy.log", "ab"), stderr=subprocess.STDOUT, env=env)
+        assert wait_for(lambda: http_get(f"http://{self.admin}/config/")[0] == 200), "Caddy did not start"
+
+    def stop_caddy(self) -> None:
+        if self.caddy:
+            self.caddy.terminate()
+            self.caddy.wait(timeout=30)
+            self.caddy = None
+
+    def install(self, app: str, *args: str) -> subprocess.CompletedProcess:
+        result = run(["bash", str(REPO / "install.sh"), app, *args], env=self.env)
+        if result.returncode == 0 and app not in self.apps:
+            self.apps.append(app)
+        return result
+
+    def add_app(self, app: str, port: int | None = None) -> str:
+        """install.sh APP with a free loopback site address; returns the site URL."""
+        site = f"http://127.0.0.1:{port or free_port()}"
+        result = self.install(app, "--domain", site)
+        assert result.returncode == 0, result.stderr + result.stdout
+        return site
+
+    def zdd(self, *args: str) -> subprocess.CompletedProcess:
+        return run([str(self.root / "bin" / "zdd"), *args], env={"PATH": "/usr/bin:/bin"})
+
+    def status(self, app: str) -> dict:
+        result = self.zdd("status", app, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def repo(self, app: str) -> Path:
+        return self.root / f"{app}.git"
+
+    def server_ref(self, app: str, ref: str) -> str | None:
+        result = run(["git", "--git-dir", str(self.repo(app)), "rev-parse", "--verify", "-q", ref])
+        return result.stdout.strip() or None
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    client = docker.from_env()
+    client.ping()
+    return client
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, docker_client):
+    assert BUSYBOX.exists(), "tests/run installs busybox-static"
+    server = Server(tmp_path_factory.mktemp("server"))
+    server.start_caddy()
+    yield server
+    server.stop_caddy()
+    for app in server.apps:
+        for container in docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"}):
+            container.remove(force=True)
+        for image in docker_client.images.list(name=f"zdd-{app}"):
+            docker_client.images.remove(image.id, force=True)
+
+
+class AppRepo:
+    """A developer's working copy of a busybox app, with `production` pointing at the server."""
+
+    def __init__(self, path: Path, remote: Path):
+        self.path = path
+        path.mkdir(parents=True)
+        self.git("init", "-q", "-b", "main")
+        self.git("config", "user.email", "dev@example.com")
+        self.git("config", "user.name", "Dev")
+        self.git("remote", "add", "production", str(remote))
+        shutil.copy(BUSYBOX, path / "busybox")
+
+    def git(self, *args: str) -> subprocess.CompletedProcess:
+        result = run(["git", *args], cwd=self.path)
+        assert result.returncode == 0, result.stderr
+        return result
+
+    def write(self, name: str, text: str) -> None:
+        (self.path / name).parent.mkdir(parents=True, exist_ok=True)
+        (self.path / name).write_text(text)
+
+    def commit(self, message: str, *, body: str | None = None, dockerfile: str | None = None,
+               zdd_toml: str | None = None) -> str:
+        self.write("www/index.html", body if body is not None else message)
+        self.write("Dockerfile", dockerfile or app_dockerfile())
+        if zdd_toml is not None:
+            self.write("zdd.toml", zdd_toml)
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", message)
+        return self.head()
+
+    def head(self) -> str:
+        return self.git("rev-parse", "HEAD").stdout.strip()
+
+    def push(self, *refspecs: str) -> subprocess.CompletedProcess:
+        return run(["git", "push", "production", *refspecs], cwd=self.path)
+
+
+def app_dockerfile(start_delay: float = 0, healthcheck: str | None = "ok", cmd: str | None = None) -> str:
+    """A FROM-scratch busybox web server on port 8000; healthcheck 'ok', 'fail' or None."""
+    serve = "/bin/busybox httpd -f -p 8000 -h /www"
+    start = cmd or (f"/bin/busybox sleep {start_delay}; exec {serve}" if start_delay else f"exec {serve}")
+    lines = [
+        "FROM scratch",
+        "COPY busybox /bin/busybox",
+        "COPY www /www",
+        "EXPOSE 8000",
+    ]
+    if healthcheck:
+        path = "/" if healthcheck == "ok" else "/missing"
+        lines.append("HEALTHCHECK --interval=1s --timeout=2s --retries=3 CMD "
+                     f'["/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8000{path}"]')
+    lines.append(f'CMD ["/bin/busybox", "sh", "-c", "{start}"]')
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def new_app(server, tmp_path, request):
+    """Set up a fresh app on the server and a working copy for it: returns (name, site, repo)."""
+    counter = getattr(server, "_count", 0) + 1
+    server._count = counter
+    name = f"t{counter}-{request.node.name[5:20].replace('_', '-').strip('-')}".rstrip("-")
+    site = server.add_app(name)
+    return name, site, AppRepo(tmp_path / "work", server.repo(name))

@@ -1,0 +1,159 @@
+"""Server settings, per-app settings and the pushed repo's zdd.toml, validated once."""
+
+import dataclasses
+import json
+import os
+import tomllib
+from pathlib import Path
+
+from zdd import names
+from zdd.errors import ConfigError, InvalidInput
+
+DEFAULT_ROOT = "/srv/zdd"
+SETTINGS_FILE = "settings.json"
+DEFAULT_APP_PORT = 8000
+
+
+@dataclasses.dataclass(frozen=True)
+class Server:
+    """Where zdd keeps its state and how it reaches Caddy; recorded by install.sh."""
+
+    root: Path
+    caddyfile: Path
+    caddy_admin: str
+    caddy_bin: str = "caddy"
+    templates: Path | None = None
+
+    def repo_path(self, app: str) -> Path:
+        return self.root / f"{app}.git"
+
+    def app_dir(self, app: str) -> Path:
+        return self.root / "apps" / app
+
+    def app_names(self) -> list[str]:
+        apps_dir = self.root / "apps"
+        if not apps_dir.is_dir():
+            return []
+        return sorted(p.name for p in apps_dir.iterdir() if (p / "app.json").is_file())
+
+    def template_dir(self) -> Path:
+        if self.templates and Path(self.templates).is_dir():
+            return Path(self.templates)
+        return Path(__file__).resolve().parent.parent / "templates"
+
+
+def load_server(root: str | os.PathLike | None = None) -> Server:
+    root = Path(root or os.environ.get("ZDD_ROOT") or DEFAULT_ROOT)
+    path = root / SETTINGS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no zdd settings at {path}: run install.sh first") from None
+    return Server(
+        root=root,
+        caddyfile=Path(data["caddyfile"]),
+        caddy_admin=data["caddy_admin"],
+        caddy_bin=data.get("caddy_bin", "caddy"),
+        templates=Path(data["templates"]) if data.get("templates") else None,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class AppSettings:
+    """Set on the server by install.sh: never by a push."""
+
+    name: str
+    domain: str
+    port: int | None = None
+    branch: str = "main"
+
+
+def load_app(server: Server, app: str) -> AppSettings:
+    names.check_app_name(app)
+    path = server.app_dir(app) / "app.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"unknown app {app!r}: set it up with install.sh {app} --domain ADDRESS") from None
+    return AppSettings(
+        name=app,
+        domain=names.check_site_address(data["domain"]),
+        port=names.check_port(data["port"], "app port") if data.get("port") else None,
+        branch=data.get("branch", "main"),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class RepoConfig:
+    """Settings a pushed repo may make in its zdd.toml. Nothing here widens privileges."""
+
+    port: int | None = None
+    health_path: str = "/"
+    health_timeout: float = 60.0
+    health_interval: float = 1.0
+    drain_timeout: float = 30.0
+    stop_timeout: float = 10.0
+
+
+PRIVILEGED_KEYS = {
+    "volumes", "volume", "mounts", "privileged", "network", "network_mode", "host_network",
+    "cap_add", "capabilities", "devices", "user", "pid", "ipc", "security_opt", "env", "environment",
+}
+_NUMBER_LIMITS = {
+    "health_timeout": (1, 3600),
+    "health_interval": (0.1, 60),
+    "drain_timeout": (0, 3600),
+    "stop_timeout": (0, 3600),
+}
+
+
+def parse_repo_config(text: str | None) -> RepoConfig:
+    if text is None:
+        return RepoConfig()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"zdd.toml is not valid TOML: {error}") from None
+    known = {field.name for field in dataclasses.fields(RepoConfig)}
+    values = {}
+    for key, value in data.items():
+        if key in PRIVILEGED_KEYS:
+            raise ConfigError(
+                f"zdd.toml: {key!r} is not allowed: it would widen the container's "
+                "privileges; only the server's operator can set that"
+            )
+        if key not in known:
+            raise ConfigError(f"zdd.toml: unknown key {key!r} (known: {', '.join(sorted(known))})")
+        values[key] = _check_repo_value(key, value)
+    return RepoConfig(**values)
+
+
+def _check_repo_value(key: str, value):
+    try:
+        if key == "port":
+            if not isinstance(value, int):
+                raise InvalidInput("")
+            return names.check_port(value)
+        if key == "health_path":
+            return names.check_health_path(value)
+        low, high = _NUMBER_LIMITS[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise InvalidInput("")
+        return float(value)
+    except InvalidInput:
+        expected = {
+            "port": "a whole number from 1 to 65535",
+            "health_path": "a string path starting with /",
+        }.get(key) or "a number of seconds from {} to {}".format(*_NUMBER_LIMITS[key])
+        raise ConfigError(f"zdd.toml: {key!r} must be {expected}, not {value!r}") from None
+
+
+def choose_port(app: AppSettings, repo: RepoConfig, exposed: list[int]) -> tuple[int, str]:
+    """The port the app listens on in its container, and where that choice came from."""
+    if repo.port:
+        return repo.port, "zdd.toml"
+    if app.port:
+        return app.port, "install.sh --port"
+    if len(exposed) == 1:
+        return exposed[0], "the image's EXPOSE"
+    return DEFAULT_APP_PORT, "the default"

@@ -1,0 +1,139 @@
+"""Everything zdd asks of the Docker engine, through the Docker SDK."""
+
+from typing import IO, Callable
+
+import docker
+import docker.errors
+
+from zdd.errors import BuildFailed, ZddError
+
+Emit = Callable[[str], None]
+LOOPBACK = "127.0.0.1"
+
+
+def connect() -> docker.DockerClient:
+    try:
+        client = docker.from_env()
+        client.ping()
+        return client
+    except docker.errors.DockerException as error:
+        raise ZddError(f"cannot reach the Docker engine ({error}): is dockerd running?") from None
+
+
+def find_image(client: docker.DockerClient, tag: str):
+    try:
+        return client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def build_image(client, context: IO[bytes], tag: str, labels: dict, emit: Emit):
+    """Build from a tar stream, streaming the build's output line by line."""
+    tail: list[str] = []
+    try:
+        for chunk in client.api.build(
+            fileobj=context, custom_context=True, tag=tag, labels=labels,
+            rm=True, forcerm=True, pull=False, decode=True,
+        ):
+            if "error" in chunk:
+                raise BuildFailed(f"the image did not build: {chunk['error'].strip()}")
+            for line in chunk.get("stream", "").splitlines():
+                if line.strip():
+                    tail = (tail + [line])[-20:]
+                    emit(line)
+    except docker.errors.APIError as error:
+        raise BuildFailed(f"the image did not build: {error.explanation or error}") from None
+    image = find_image(client, tag)
+    if image is None:
+        raise BuildFailed("the build ended without an image: " + " | ".join(tail[-3:]))
+    return image
+
+
+def exposed_ports(image) -> list[int]:
+    ports = (image.attrs.get("Config") or {}).get("ExposedPorts") or {}
+    return sorted(int(p.split("/")[0]) for p in ports if p.endswith("/tcp"))
+
+
+def has_healthcheck(image) -> bool:
+    test = ((image.attrs.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
+    return bool(test) and test[0] != "NONE"
+
+
+def start_container(client, image, name: str, port: int, labels: dict):
+    """Run detached, published on loopback only, on a port Docker picks."""
+    return client.containers.run(
+        image.id,
+        name=name,
+        detach=True,
+        labels=labels,
+        ports={f"{port}/tcp": (LOOPBACK, None)},
+        restart_policy={"Name": "unless-stopped"},
+        init=True,
+        stop_signal="SIGTERM",
+        environment={"PORT": str(port)},
+    )
+
+
+def host_port(container, port: int) -> int | None:
+    container.reload()
+    bindings = (container.attrs["NetworkSettings"].get("Ports") or {}).get(f"{port}/tcp") or []
+    for binding in bindings:
+        if binding.get("HostIp") == LOOPBACK and binding.get("HostPort"):
+            return int(binding["HostPort"])
+    return None
+
+
+def state(container) -> dict:
+    """Status ('running', 'exited', ...), health ('healthy', 'starting', ... or None), exit code."""
+    container.reload()
+    raw = container.attrs.get("State") or {}
+    return {
+        "status": raw.get("Status"),
+        "health": (raw.get("Health") or {}).get("Status"),
+        "exit_code": raw.get("ExitCode"),
+        "restarting": raw.get("Restarting", False),
+    }
+
+
+def logs_tail(container, lines: int = 20) -> list[str]:
+    try:
+        text = container.logs(tail=lines, stdout=True, stderr=True).decode("utf-8", "replace")
+    except docker.errors.APIError:
+        return []
+    return text.splitlines()
+
+
+def health_log(container) -> list[str]:
+    entries = ((container.attrs.get("State") or {}).get("Health") or {}).get("Log") or []
+    return [f"exit {e.get('ExitCode')}: {(e.get('Output') or '').strip()}" for e in entries]
+
+
+def get_container(client, name_or_id: str | None):
+    if not name_or_id:
+        return None
+    try:
+        return client.containers.get(name_or_id)
+    except docker.errors.NotFound:
+        return None
+
+
+def app_containers(client, app: str) -> list:
+    return client.containers.list(all=True, filters={"label": f"zdd.app={app}"})
+
+
+def stop_and_remove(container, timeout: float) -> None:
+    try:
+        container.stop(timeout=int(timeout))
+    except docker.errors.NotFound:
+        return
+    except docker.errors.APIError:
+        pass
+    remove(container)
+
+
+def remove(container) -> None:
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+

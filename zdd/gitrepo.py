@@ -1,0 +1,62 @@
+"""Everything zdd asks of git, through GitPython: resolve, read, export, move refs."""
+
+import tempfile
+from typing import IO
+
+import git
+
+from zdd.errors import GitError
+from zdd.push import ZERO_SHA
+
+MAX_CONFIG_BYTES = 64 * 1024
+
+
+def open_repo(path) -> git.Repo:
+    try:
+        return git.Repo(path)
+    except (git.NoSuchPathError, git.InvalidGitRepositoryError):
+        raise GitError(f"no git repository at {path}: run install.sh for this app") from None
+
+
+def resolve_commit(repo: git.Repo, rev: str) -> str:
+    """The commit SHA a branch, tag (annotated ones peeled) or SHA names."""
+    try:
+        return repo.commit(rev).hexsha
+    except (git.BadName, ValueError, git.GitCommandError):
+        raise GitError(f"{rev!r} names no commit in this app's repository") from None
+
+
+def read_file(repo: git.Repo, sha: str, path: str, limit: int = MAX_CONFIG_BYTES) -> bytes | None:
+    """A file's bytes at the commit's root, or None if it has no such file."""
+    try:
+        blob = repo.commit(sha).tree / path
+    except KeyError:
+        return None
+    if blob.type != "blob":
+        return None
+    if blob.size > limit:
+        raise GitError(f"{path} is larger than {limit} bytes")
+    return blob.data_stream.read()
+
+
+def has_file(repo: git.Repo, sha: str, path: str) -> bool:
+    try:
+        return (repo.commit(sha).tree / path).type == "blob"
+    except KeyError:
+        return False
+
+
+def export_tar(repo: git.Repo, sha: str) -> IO[bytes]:
+    """The commit's tree as a tar stream in a temporary file, rewound, for docker build."""
+    archive = tempfile.TemporaryFile()
+    repo.archive(archive, treeish=sha, format="tar")
+    archive.seek(0)
+    return archive
+
+
+def set_ref(repo: git.Repo, ref: str, sha: str | None) -> None:
+    """Point ``ref`` at ``sha``, or delete it when sha is None or zeros."""
+    if sha and sha != ZERO_SHA:
+        repo.git.update_ref(ref, sha)
+    else:
+        repo.git.update_ref("-d", ref)

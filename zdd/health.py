@@ -1,0 +1,67 @@
+"""The health gate: Docker's own HEALTHCHECK when the image has one, else an HTTP probe."""
+
+import http.client
+import time
+from typing import Callable
+
+import tenacity
+
+from zdd import engine
+from zdd.errors import ContainerFailed
+
+Emit = Callable[[str], None]
+PROGRESS_EVERY = 5.0
+
+
+class NotYet(Exception):
+    """The container is alive but not healthy yet."""
+
+
+def http_ok(port: int, path: str, timeout: float = 2.0) -> bool:
+    """True when the app answers 2xx or 3xx on 127.0.0.1:port (redirects are not followed)."""
+    connection = http.client.HTTPConnection(engine.LOOPBACK, port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers={"User-Agent": "zdd-health"})
+        return 200 <= connection.getresponse().status < 400
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def wait_until_healthy(container, probe: Callable[[], bool] | None, timeout: float,
+                       interval: float, emit: Emit) -> None:
+    """Return once healthy; raise ContainerFailed if it exits, turns unhealthy or times out.
+
+    With ``probe`` None, Docker's health status decides; otherwise the probe does.
+    """
+    started = time.monotonic()
+    last_report = [started]
+
+    def check() -> None:
+        now = engine.state(container)
+        if now["status"] != "running" or now["restarting"]:
+            raise ContainerFailed(f"the new container stopped (exit code {now['exit_code']}) before it was healthy")
+        if probe is None:
+            if now["health"] == "unhealthy":
+                raise ContainerFailed("the new container's HEALTHCHECK reports unhealthy")
+            healthy = now["health"] == "healthy"
+        else:
+            healthy = probe()
+        if not healthy:
+            if time.monotonic() - last_report[0] >= PROGRESS_EVERY:
+                last_report[0] = time.monotonic()
+                waited = last_report[0] - started
+                emit(f"still waiting for health ({waited:.0f}s of {timeout:.0f}s, {now['health'] or 'no answer yet'})")
+            raise NotYet()
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(NotYet),
+        stop=tenacity.stop_after_delay(timeout),
+        wait=tenacity.wait_fixed(interval),
+        reraise=True,
+    )
+    try:
+        retrying(check)
+    except NotYet:
+        raise ContainerFailed(f"the new container was not healthy within {timeout:.0f}s") from None

@@ -1,0 +1,47 @@
+"""What the post-receive hook runs: pick the ref to deploy, deploy it, and on failure
+put the server's ref back so it shows what is live and a re-push retries."""
+
+from typing import Callable
+
+from zdd import config, deploy, gitrepo, state
+from zdd.push import ZERO_SHA, RefUpdate, parse_updates, plan_push
+
+Emit = Callable[[str], None]
+
+
+def handle_push(server: config.Server, app: str, stdin_text: str, emit: Emit, client=None) -> int:
+    settings = config.load_app(server, app)
+    plan = plan_push(parse_updates(stdin_text), settings.branch)
+    for update, reason in plan.skipped:
+        emit(f"==> Skipped {update.short_name}: {reason}")
+    if plan.deploy is None:
+        emit("==> Nothing to deploy in this push")
+        return 0
+    repo = gitrepo.open_repo(server.repo_path(app))
+    update = plan.deploy
+    live_before = state.read_live(server.app_dir(app))
+    try:
+        sha = gitrepo.resolve_commit(repo, update.new)
+        deploy.deploy(server, app, sha, update.ref, emit, client=client)
+        return 0
+    except Exception:
+        _restore_ref(repo, update, settings.branch, state.read_live(server.app_dir(app)) or live_before, emit)
+        _say_what_serves(state.read_live(server.app_dir(app)), settings.domain, emit)
+        raise
+
+
+def _restore_ref(repo, update: RefUpdate, branch: str, live: dict | None, emit: Emit) -> None:
+    if update.ref == f"refs/heads/{branch}":
+        target = live["sha"] if live else None
+    else:
+        target = update.old if update.old != ZERO_SHA else None
+    gitrepo.set_ref(repo, update.ref, target)
+    where = f"back to {target[:12]}" if target else "removed"
+    emit(f"==> {update.short_name} on the server {'moved ' if target else ''}{where}, so a re-push retries")
+
+
+def _say_what_serves(live: dict | None, domain: str, emit: Emit) -> None:
+    if live:
+        emit(f"==> Still serving {live['sha'][:12]} ({live['ref']}) at {domain}: nothing changed there")
+    else:
+        emit("==> Nothing is serving this app: this was its first deploy")

@@ -1,0 +1,76 @@
+"""Set up an app on this server (install.sh calls ``zdd init``): settings, bare repo, hook.
+
+Idempotent: what is already right is left alone, and every value is checked before
+anything is written.
+"""
+
+import json
+import shlex
+from pathlib import Path
+from typing import Callable
+
+import git
+
+from zdd import caddy, config, names, state
+from zdd.errors import InvalidInput
+
+Emit = Callable[[str], None]
+DEFAULT_CADDYFILE = "/etc/caddy/Caddyfile"
+DEFAULT_ADMIN = "localhost:2019"
+
+
+def init_app(root, app: str, domain: str, port, branch: str, emit: Emit, *, caddyfile=None,
+             caddy_admin=None, caddy_bin=None, templates=None, hook_template=None) -> None:
+    root = Path(root)
+    names.check_app_name(app)
+    domain = names.check_site_address(domain)
+    port = names.check_port(port, "app port") if port else None
+    names.check_branch(branch)
+    if caddy_admin:
+        caddy.check_admin_address(caddy_admin)
+    _check_domain_free(root, app, domain)
+
+    settings = _merged_settings(root, caddyfile, caddy_admin, caddy_bin, templates)
+    _write_if_changed(root / config.SETTINGS_FILE, settings, emit)
+    app_dir = root / "apps" / app
+    app_dir.mkdir(parents=True, exist_ok=True)
+    _write_if_changed(app_dir / "app.json", {"domain": domain, "port": port, "branch": branch}, emit)
+    repo_path = root / f"{app}.git"
+    if not (repo_path / "HEAD").exists():
+        git.Repo.init(repo_path, bare=True, initial_branch=branch)
+        emit(f"created {repo_path}")
+    if hook_template:
+        _install_hook(Path(hook_template), repo_path / "hooks" / "post-receive", root / "bin" / "zdd", app, emit)
+
+
+def _check_domain_free(root: Path, app: str, domain: str) -> None:
+    for other in sorted((root / "apps").glob("*/app.json")):
+        if other.parent.name != app and json.loads(other.read_text()).get("domain") == domain:
+            raise InvalidInput(f"{domain} is already the address of app {other.parent.name!r}: pick another")
+
+
+def _merged_settings(root: Path, caddyfile, caddy_admin, caddy_bin, templates) -> dict:
+    path = root / config.SETTINGS_FILE
+    current = json.loads(path.read_text()) if path.exists() else {}
+    given = {"caddyfile": caddyfile, "caddy_admin": caddy_admin, "caddy_bin": caddy_bin, "templates": templates}
+    defaults = {"caddyfile": DEFAULT_CADDYFILE, "caddy_admin": DEFAULT_ADMIN, "caddy_bin": "caddy", "templates": None}
+    return {key: given[key] or current.get(key) or defaults[key] for key in given}
+
+
+def _write_if_changed(path: Path, data: dict, emit: Emit) -> None:
+    if path.exists() and json.loads(path.read_text()) == data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state.write_json_atomic(path, data)
+    emit(f"wrote {path}")
+
+
+def _install_hook(template: Path, hook: Path, zdd_bin: Path, app: str, emit: Emit) -> None:
+    text = template.read_text().replace("@ZDD_BIN@", shlex.quote(str(zdd_bin))).replace("@APP@", shlex.quote(app))
+    if hook.exists() and hook.read_text() == text:
+        return
+    staged = hook.with_name(".post-receive.tmp")
+    staged.write_text(text)
+    staged.chmod(0o755)
+    staged.replace(hook)
+    emit(f"installed {hook}")

@@ -1,0 +1,104 @@
+"""What is live for each app, its deploy history, and the per-app deploy lock, on disk."""
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from zdd.errors import LockTimeout
+
+STATE_FILE = "state.json"
+HISTORY_FILE = "history.jsonl"
+LOCK_FILE = "deploy.lock"
+
+
+def write_json_atomic(path: Path, data, mode: int = 0o644) -> None:
+    """Write to a temporary file, fsync, rename over: readers see the old or the new, never half."""
+    staged = path.with_name(f".{path.name}.tmp")
+    with open(staged, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(staged, mode)
+    os.replace(staged, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_live(app_dir: Path) -> dict | None:
+    try:
+        return json.loads((app_dir / STATE_FILE).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def write_live(app_dir: Path, live: dict) -> None:
+    write_json_atomic(app_dir / STATE_FILE, live)
+
+
+def append_history(app_dir: Path, entry: dict) -> None:
+    line = json.dumps(entry, sort_keys=True) + "\n"
+    with open(app_dir / HISTORY_FILE, "a") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_history(app_dir: Path) -> list[dict]:
+    try:
+        lines = (app_dir / HISTORY_FILE).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    entries = []
+    for line in lines:
+        with contextlib.suppress(json.JSONDecodeError):
+            entries.append(json.loads(line))
+    return entries
+
+
+@contextlib.contextmanager
+def deploy_lock(app_dir: Path, emit: Callable[[str], None], timeout: float = 1800) -> Iterator[None]:
+    """Hold the app's deploy lock; wait in turn, saying so. The kernel frees it if we die."""
+    handle = open(app_dir / LOCK_FILE, "a+")
+    try:
+        if not _try_lock(handle):
+            emit(f"another deploy of this app is running ({_holder(handle)}): waiting for it to finish")
+            deadline = time.monotonic() + timeout
+            while not _try_lock(handle):
+                if time.monotonic() > deadline:
+                    raise LockTimeout(f"gave up after {timeout:.0f}s waiting for the other deploy; push again later")
+                time.sleep(0.2)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def _try_lock(handle) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as error:
+        if error.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+
+
+def _holder(handle) -> str:
+    handle.seek(0)
+    return handle.read().strip() or "holder unknown"
