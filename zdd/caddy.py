@@ -43,6 +43,8 @@ def render(template_dir: Path, admin: str, sites: list[Site]) -> str:
         undefined=jinja2.StrictUndefined,
         finalize=_caddy_token,
         keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
         autoescape=False,
     )
     ordered = sorted(sites, key=lambda site: site.app)

@@ -123,6 +123,7 @@ def _gate_and_switch(server, settings, container, image, port, repo_config, time
         probe = None if uses_docker_health else (lambda: health.http_ok(host_port, repo_config.health_path))
         health.wait_until_healthy(container, probe, repo_config.health_timeout,
                                   repo_config.health_interval, timer.emit)
+        engine.keep_running(container)
     with timer.step("switch", f"Switching Caddy to {upstream}"):
         text = caddy.render(server.template_dir(), server.caddy_admin, _sites(server, settings, upstream))
         caddy.apply(server.caddy_bin, server.caddyfile, server.caddy_admin, text, timer.emit)

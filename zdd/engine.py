@@ -60,18 +60,25 @@ def has_healthcheck(image) -> bool:
 
 
 def start_container(client, image, name: str, port: int, labels: dict):
-    """Run detached, published on loopback only, on a port Docker picks."""
+    """Run detached, published on loopback only, on a port Docker picks.
+
+    No restart policy yet: a crashing candidate must stay stopped so its exit code
+    shows. ``keep_running`` adds the policy once it is healthy."""
     return client.containers.run(
         image.id,
         name=name,
         detach=True,
         labels=labels,
         ports={f"{port}/tcp": (LOOPBACK, None)},
-        restart_policy={"Name": "unless-stopped"},
         init=True,
         stop_signal="SIGTERM",
         environment={"PORT": str(port)},
     )
+
+
+def keep_running(container) -> None:
+    """Restart it after a crash or a reboot, unless zdd stops it."""
+    container.update(restart_policy={"Name": "unless-stopped"})
 
 
 def host_port(container, port: int) -> int | None:

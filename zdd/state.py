@@ -49,7 +49,7 @@ def write_live(app_dir: Path, live: dict) -> None:
 
 
 def append_history(app_dir: Path, entry: dict) -> None:
-    line = json.dumps(entry, sort_keys=True) + "\n"
+    line = json.dumps(entry) + "\n"
     with open(app_dir / HISTORY_FILE, "a") as handle:
         handle.write(line)
         handle.flush()

@@ -191,3 +191,9 @@ def new_app(server, tmp_path, request):
     name = f"t{counter}-{request.node.name[5:20].replace('_', '-').strip('-')}".rstrip("-")
     site = server.add_app(name)
     return name, site, AppRepo(tmp_path / "work", server.repo(name))
+
+
+def expect(output: str, *snippets: str) -> None:
+    """Assert every snippet is in the output, showing the whole output when one is not."""
+    for snippet in snippets:
+        assert snippet in output, f"{snippet!r} not in output:\n{output}"

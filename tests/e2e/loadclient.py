@@ -1,0 +1,74 @@
+"""HTTP/1.1 keep-alive clients that count failed requests while a deploy happens."""
+
+import http.client
+import threading
+import time
+from collections import Counter
+from urllib.parse import urlsplit
+
+
+class KeepAliveClient(threading.Thread):
+    """GETs ``path`` over one keep-alive connection in a loop until stopped.
+
+    strict: every error is a failure. retrying: a request whose *reused* connection
+    closed before any response byte is sent once more on a new connection (as browsers,
+    curl and Go do); only what still fails counts.
+    """
+
+    def __init__(self, url: str, path: str = "/", retrying: bool = True, pause: float = 0.01):
+        super().__init__(daemon=True)
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname, parts.port
+        self.path, self.retrying, self.pause = path, retrying, pause
+        self.bodies: Counter = Counter()
+        self.failures: list[str] = []
+        self.requests = 0
+        self.latencies: list[float] = []
+        self._stop_event = threading.Event()
+        self._connection = None
+        self._used = False
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=30)
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            started = time.monotonic()
+            outcome = self._request_once()
+            if outcome is None and self.retrying:
+                outcome = self._request_once()
+            self.requests += 1
+            self.latencies.append(time.monotonic() - started)
+            if isinstance(outcome, tuple) and outcome[0] == 200:
+                self.bodies[outcome[1]] += 1
+            else:
+                self.failures.append(str(outcome))
+            time.sleep(self.pause)
+        if self._connection:
+            self._connection.close()
+
+    def _request_once(self):
+        """(status, body); None if a reused connection closed before any response; else an error text."""
+        if self._connection is None:
+            self._connection = http.client.HTTPConnection(self.host, self.port, timeout=10)
+            self._used = False
+        reused = self._used
+        try:
+            self._connection.request("GET", self.path)
+            self._used = True
+            response = self._connection.getresponse()
+            body = response.read().decode(errors="replace")
+            if response.getheader("Connection", "").lower() == "close":
+                self._reset()
+            return response.status, body
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as error:
+            self._reset()
+            return None if reused else f"{type(error).__name__}: {error}"
+        except (OSError, http.client.HTTPException) as error:
+            self._reset()
+            return f"{type(error).__name__}: {error}"
+
+    def _reset(self) -> None:
+        self._connection.close()
+        self._connection = None
