@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import app_dockerfile, http_get
+from conftest import app_dockerfile, expect, http_get
 from loadclient import KeepAliveClient
 
 pytestmark = pytest.mark.e2e
@@ -57,3 +57,72 @@ def test_second_push_under_load_drops_no_request(server, new_app, docker_client)
     remaining = docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"})
     assert [c.name for c in remaining] == [server.status(app)["container"]]
     assert old_container not in [c.name for c in remaining]
+
+
+def test_pushing_an_old_tag_rolls_back_without_building(server, new_app):
+    app, site, repo = new_app
+    v1 = repo.commit("v1")
+    repo.git("tag", "-a", "v1", "-m", "release 1")
+    assert repo.push("main").returncode == 0
+    repo.commit("v2")
+    assert repo.push("main").returncode == 0
+    assert http_get(site + "/") == (200, "v2")
+
+    result = repo.push("v1")
+
+    expect(result.stderr, "exists: reusing it, no build", f"is live at {site}: {v1[:12]} (refs/tags/v1)")
+    assert "Building image" not in result.stderr
+    assert http_get(site + "/") == (200, "v1")
+    live = server.status(app)
+    assert (live["sha"], live["ref"], live["image_reused"]) == (v1, "refs/tags/v1", True)
+
+
+def test_zdd_rollback_goes_back_to_the_previous_live_sha_and_repush_of_live_sha_works(server, new_app):
+    app, site, repo = new_app
+    v1 = repo.commit("v1")
+    assert repo.push("main").returncode == 0
+    v2 = repo.commit("v2")
+    assert repo.push("main").returncode == 0
+    container_v2 = server.status(app)["container"]
+
+    result = server.zdd("rollback", app)
+    assert result.returncode == 0, result.stderr
+    expect(result.stdout, f"Rolling back to {v1[:12]}", "reusing it, no build")
+    assert http_get(site + "/") == (200, "v1") and server.status(app)["sha"] == v1
+
+    again = server.zdd("deploy", app, v2)
+    assert again.returncode == 0, again.stderr
+    redeploy = server.zdd("deploy", app, v2)
+    assert redeploy.returncode == 0, redeploy.stderr
+    live = server.status(app)
+    assert live["sha"] == v2 and live["container"] != container_v2
+    assert http_get(site + "/") == (200, "v2")
+    history = server.zdd("history", app)
+    assert history.stdout.count(" live ") == 5, history.stdout
+
+
+def test_other_branches_and_deletions_are_ignored(server, new_app):
+    app, site, repo = new_app
+    v1 = repo.commit("v1")
+    assert repo.push("main").returncode == 0
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.commit("feature work")
+
+    pushed = repo.push("feature")
+    deleted = repo.push(":feature")
+
+    expect(pushed.stderr, "Skipped feature: only branch 'main' and tags deploy", "Nothing to deploy")
+    expect(deleted.stderr, "Skipped feature: deletions are not deployed")
+    assert server.status(app)["sha"] == v1 and http_get(site + "/") == (200, "v1")
+
+
+def test_one_push_of_branch_and_tag_deploys_the_branch_and_says_why(server, new_app):
+    app, site, repo = new_app
+    repo.commit("v1")
+    repo.git("tag", "v1")
+    v2 = repo.commit("v2")
+
+    result = repo.push("main", "v1")
+
+    expect(result.stderr, "Skipped v1: one ref deploys per push, and this push deploys main")
+    assert server.status(app)["sha"] == v2 and http_get(site + "/") == (200, "v2")
