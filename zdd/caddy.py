@@ -1,27 +1,28 @@
 """Render the Caddyfile from its Jinja template (pure), then validate, write and reload it."""
 
 import dataclasses
+import http.client
+import json
 import os
 import re
 import subprocess
 from pathlib import Path
-from typing import Callable
-
 import jinja2
 
 from zdd.errors import CaddyError, InvalidInput
 
 TEMPLATE = "Caddyfile.j2"
-ADMIN_ADDRESS = re.compile(r"(?:[a-z0-9.-]+|\[[0-9a-f:]+\]):[0-9]{1,5}|unix//[A-Za-z0-9._/-]+")
+ADMIN_ADDRESS = re.compile(r"[a-z0-9.-]+:[0-9]{1,5}")
+FLAG = "blue"
 UNSAFE_IN_CADDYFILE = re.compile(r"[\s{}\"'`#\\]")
-Emit = Callable[[str], None]
 
 
 @dataclasses.dataclass(frozen=True)
 class Site:
     app: str
     address: str
-    upstream: str
+    flag_dir: str
+    ports: dict  # slot name -> port on 127.0.0.1
 
 
 def check_admin_address(address: str) -> str:
@@ -51,14 +52,13 @@ def render(template_dir: Path, admin: str, sites: list[Site]) -> str:
     return env.get_template(TEMPLATE).render(admin=check_admin_address(admin), sites=ordered)
 
 
-def apply(caddy_bin: str, caddyfile: Path, admin: str, text: str, emit: Emit) -> bool:
+def apply(caddy_bin: str, caddyfile: Path, admin: str, text: str) -> bool:
     """Make Caddy run ``text``. Returns False (and reloads nothing) when it already is the file.
 
     The new text is validated and loaded from a temporary file, which replaces the
     Caddyfile only once Caddy runs it: a rejected config leaves file and Caddy as they were.
     """
     if _read(caddyfile) == text:
-        emit("Caddy config unchanged: no reload")
         return False
     staged = caddyfile.with_name(f".{caddyfile.name}.zdd-new")
     try:
@@ -101,3 +101,36 @@ def _run_caddy(caddy_bin: str, args: list[str], failure: str) -> None:
 def _last_error(stderr: str) -> str:
     errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
     return (errors or stderr.strip().splitlines() or ["no output"])[-1].removeprefix("Error: ")
+
+
+def route_to(flag_dir: Path, slot: str) -> None:
+    """Point the app's traffic at ``slot``: Caddy checks the flag on every request."""
+    flag = flag_dir / FLAG
+    if slot == FLAG:
+        staged = flag_dir / f".{FLAG}.tmp"
+        staged.write_text("traffic goes to the blue slot while this file exists\n")
+        staged.chmod(0o644)
+        os.replace(staged, flag)
+    else:
+        flag.unlink(missing_ok=True)
+
+
+def routed_slot(flag_dir: Path) -> str:
+    return FLAG if (flag_dir / FLAG).exists() else "green"
+
+
+def in_flight(admin: str, upstream: str) -> int | None:
+    """Requests Caddy is proxying to ``upstream`` now, or None if the admin API does not say."""
+    host, port = admin.rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)  # fresh: the endpoint restarts on loads
+    try:
+        connection.request("GET", "/reverse_proxy/upstreams", headers={"Origin": f"http://{admin}"})
+        response = connection.getresponse()
+        if response.status != 200:
+            return None
+        upstreams = json.loads(response.read())
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
+    finally:
+        connection.close()
+    return sum(u.get("num_requests", 0) for u in upstreams if u.get("address") == upstream)

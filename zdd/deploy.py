@@ -7,8 +7,8 @@ import secrets
 import time
 from typing import Callable
 
-from zdd import caddy, config, drain, engine, gitrepo, health, names, state
-from zdd.errors import ContainerFailed, GitError, ZddError
+from zdd import caddy, config, drain, engine, gitrepo, health, names, slots, state
+from zdd.errors import GitError, ZddError
 
 Emit = Callable[[str], None]
 
@@ -41,7 +41,7 @@ def deploy(server: config.Server, app: str, sha: str, ref: str, emit: Emit, clie
     client = client or engine.connect()
     with state.deploy_lock(app_dir, emit):
         live = state.read_live(app_dir)
-        reconcile(client, app, live, emit)
+        reconcile(server, client, app, live, emit)
         deploy_id = secrets.token_hex(3)
         timer = StepTimer(emit)
         started_at = now_iso()
@@ -65,11 +65,15 @@ def _deploy_locked(server, settings, live, sha, ref, deploy_id, timer, client) -
         repo_config = config.parse_repo_config(_read_text(repo, sha, "zdd.toml"))
     image, reused = _build_or_reuse(client, repo, app, sha, ref, timer)
     port, source = config.choose_port(settings, repo_config, engine.exposed_ports(image))
+    slot = slots.other(live and live.get("slot"))
     name = names.container_name(app, sha, deploy_id)
-    with timer.step("start", f"Starting container {name} (app port {port}, from {source})"):
-        container = engine.start_container(client, image, name, port, names.labels(app, sha, ref))
+    with timer.step("start", f"Starting {name} in slot {slot} (app port {port}, from {source})"):
+        container, host_port = _start_in_slot(server, client, image, name, port, slot, names.labels(app, sha, ref))
+    upstream = f"{engine.LOOPBACK}:{host_port}"
     try:
-        upstream = _gate_and_switch(server, settings, container, image, port, repo_config, timer)
+        _health_gate(container, image, host_port, upstream, repo_config, timer)
+        with timer.step("switch", f"Switching traffic to slot {slot} ({upstream})"):
+            _switch(server, settings, slot, timer.emit)
     except Exception:
         _report_failure(container, timer.emit)
         engine.remove(container)
@@ -77,10 +81,10 @@ def _deploy_locked(server, settings, live, sha, ref, deploy_id, timer, client) -
     old = engine.get_container(client, live and live.get("container_id"))
     if old is not None:
         with timer.step("drain", f"Draining {old.name}, then stopping it"):
-            _retire(old, live["upstream"], repo_config, timer.emit)
+            _retire(server, old, live["upstream"], repo_config, timer.emit)
     return {
         "app": app, "sha": sha, "ref": ref, "image": names.image_tag(app, sha), "image_reused": reused,
-        "container": name, "container_id": container.id, "upstream": upstream, "port": port,
+        "container": name, "container_id": container.id, "slot": slot, "upstream": upstream, "port": port,
         "deployed_at": now_iso(), "deploy_id": deploy_id,
     }
 
@@ -111,12 +115,19 @@ def _build_or_reuse(client, repo, app, sha, ref, timer):
     return image, False
 
 
-def _gate_and_switch(server, settings, container, image, port, repo_config, timer) -> str:
-    host_port = engine.host_port(container, port)
-    if host_port is None:
-        status = engine.state(container)
-        raise ContainerFailed(f"the new container stopped (exit code {status['exit_code']}) as it started")
-    upstream = f"{engine.LOOPBACK}:{host_port}"
+def _start_in_slot(server, client, image, name, port, slot, labels):
+    """Start the container on the slot's port; if something else took that port, pick another."""
+    app_dir = server.app_dir(labels["zdd.app"])
+    host_port = _slot_ports(server, labels["zdd.app"])[slot]
+    try:
+        container = engine.start_container(client, image, name, port, host_port, labels)
+    except engine.PortInUse:
+        host_port = slots.replace_port(app_dir, slot, _ports_of_other_apps(server, labels["zdd.app"]))
+        container = engine.start_container(client, image, name, port, host_port, labels)
+    return container, host_port
+
+
+def _health_gate(container, image, host_port, upstream, repo_config, timer) -> None:
     uses_docker_health = engine.has_healthcheck(image)
     how = "Docker HEALTHCHECK" if uses_docker_health else f"GET {repo_config.health_path} on {upstream}"
     with timer.step("health", f"Waiting for health ({how}, up to {repo_config.health_timeout:.0f}s)"):
@@ -124,21 +135,41 @@ def _gate_and_switch(server, settings, container, image, port, repo_config, time
         health.wait_until_healthy(container, probe, repo_config.health_timeout,
                                   repo_config.health_interval, timer.emit)
         engine.keep_running(container)
-    with timer.step("switch", f"Switching Caddy to {upstream}"):
-        text = caddy.render(server.template_dir(), server.caddy_admin, _sites(server, settings, upstream))
-        caddy.apply(server.caddy_bin, server.caddyfile, server.caddy_admin, text, timer.emit)
-    return upstream
 
 
-def _sites(server, deploying: config.AppSettings, upstream: str) -> list[caddy.Site]:
-    """Every app's live site, with the deploying app's upstream replaced by the new one."""
-    sites = [caddy.Site(deploying.name, deploying.domain, upstream)]
+def _switch(server, settings, slot: str, emit: Emit) -> None:
+    """Load a new Caddyfile only if apps, addresses or ports changed; then flip the app's flag."""
+    text = caddy.render(server.template_dir(), server.caddy_admin, _sites(server))
+    if caddy.apply(server.caddy_bin, server.caddyfile, server.caddy_admin, text):
+        emit("    Caddyfile changed: validated and reloaded")
+    caddy.route_to(flag_dir(server, settings.name), slot)
+
+
+def flag_dir(server, app: str):
+    path = server.app_dir(app) / "route"
+    path.mkdir(mode=0o755, exist_ok=True)
+    return path
+
+
+def _slot_ports(server, app: str) -> dict[str, int]:
+    return slots.ensure_ports(server.app_dir(app), _ports_of_other_apps(server, app))
+
+
+def _ports_of_other_apps(server, app: str) -> set[int]:
+    taken = set()
     for other in server.app_names():
-        if other == deploying.name:
-            continue
-        live = state.read_live(server.app_dir(other))
-        if live:
-            sites.append(caddy.Site(other, config.load_app(server, other).domain, live["upstream"]))
+        if other != app:
+            taken |= set((slots.read_ports(server.app_dir(other)) or {}).values())
+    return taken
+
+
+def _sites(server) -> list[caddy.Site]:
+    """Every app that has slot ports: the Caddyfile does not depend on which slot is live."""
+    sites = []
+    for app in server.app_names():
+        ports = slots.read_ports(server.app_dir(app))
+        if ports:
+            sites.append(caddy.Site(app, config.load_app(server, app).domain, str(flag_dir(server, app)), ports))
     return sites
 
 
@@ -156,18 +187,24 @@ def _report_failure(container, emit: Emit) -> None:
     emit("    removed the new container")
 
 
-def _retire(old, old_upstream: str, repo_config, emit: Emit) -> None:
-    old_port = int(old_upstream.rsplit(":", 1)[1])
-    drained, waited = drain.wait_for_drain(old_port, repo_config.drain_timeout)
-    if not drained:
-        emit(f"    requests still open on the old container after {waited:.1f}s: stopping it anyway")
+def _retire(server, old, old_upstream: str, repo_config, emit: Emit) -> None:
+    outcome, waited = drain.wait_for_drain(lambda: caddy.in_flight(server.caddy_admin, old_upstream),
+                                           repo_config.drain_timeout)
+    if outcome == "timeout":
+        emit(f"    requests still in flight on the old container after {waited:.1f}s: stopping it anyway")
+    elif outcome == "unknown":
+        emit(f"    Caddy's admin API did not report requests in flight: waited {waited:.1f}s")
     engine.stop_and_remove(old, repo_config.stop_timeout)
     emit(f"    stopped and removed {old.name}")
 
 
-def reconcile(client, app: str, live: dict | None, emit: Emit) -> None:
-    """Remove containers of this app left by an interrupted deploy: only the live one stays."""
+def reconcile(server, client, app: str, live: dict | None, emit: Emit) -> None:
+    """Undo what an interrupted deploy left: traffic goes to the recorded live slot, and
+    every other container of this app is removed."""
     live_id = live and live.get("container_id")
+    if live and caddy.routed_slot(flag_dir(server, app)) != live["slot"]:
+        caddy.route_to(flag_dir(server, app), live["slot"])
+        emit(f"==> Traffic pointed back at the live slot {live['slot']} after an interrupted deploy")
     for container in engine.app_containers(client, app):
         if container.id != live_id:
             engine.remove(container)

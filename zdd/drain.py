@@ -1,34 +1,29 @@
 """Wait for requests in flight on the old container to finish before it is stopped."""
 
 import time
-from pathlib import Path
+from typing import Callable
 
-ESTABLISHED = "01"
-PROC_TCP = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
-
-
-def open_connections(port: int, tables=PROC_TCP) -> int:
-    """Established TCP connections whose local end is ``port`` (the old container's host port)."""
-    count = 0
-    for table in tables:
-        try:
-            rows = table.read_text().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if len(fields) > 3 and fields[3] == ESTABLISHED and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                count += 1
-    return count
+SETTLE = 0.1  # a request routed just before the switch is counted within microseconds
 
 
-def wait_for_drain(port: int, timeout: float, poll: float = 0.1) -> tuple[bool, float]:
-    """Block until no connection to ``port`` is open, or ``timeout`` passes; (drained, seconds)."""
+def wait_for_drain(in_flight: Callable[[], int | None], timeout: float, poll: float = 0.05) -> tuple[str, float]:
+    """Poll until nothing is in flight twice in a row, or ``timeout`` passes.
+
+    Returns ("drained" | "timeout" | "unknown", seconds waited). "unknown": the count
+    could not be read, so the whole timeout (at most 5 s) was waited instead.
+    """
     started = time.monotonic()
+    time.sleep(min(SETTLE, timeout))
+    quiet = 0
     while True:
         waited = time.monotonic() - started
-        if open_connections(port) == 0:
-            return True, waited
+        count = in_flight()
+        if count is None:
+            time.sleep(max(0.0, min(timeout, 5.0) - waited))
+            return "unknown", time.monotonic() - started
+        quiet = quiet + 1 if count == 0 else 0
+        if quiet >= 2:
+            return "drained", waited
         if waited >= timeout:
-            return False, waited
+            return "timeout", waited
         time.sleep(poll)

@@ -59,35 +59,43 @@ def has_healthcheck(image) -> bool:
     return bool(test) and test[0] != "NONE"
 
 
-def start_container(client, image, name: str, port: int, labels: dict):
-    """Run detached, published on loopback only, on a port Docker picks.
+class PortInUse(ZddError):
+    """The slot's host port is taken by something else."""
+
+
+def start_container(client, image, name: str, port: int, host_port: int, labels: dict):
+    """Run detached, with ``port`` published on 127.0.0.1:``host_port`` only.
 
     No restart policy yet: a crashing candidate must stay stopped so its exit code
     shows. ``keep_running`` adds the policy once it is healthy."""
-    return client.containers.run(
-        image.id,
-        name=name,
-        detach=True,
-        labels=labels,
-        ports={f"{port}/tcp": (LOOPBACK, None)},
-        init=True,
-        stop_signal="SIGTERM",
-        environment={"PORT": str(port)},
-    )
+    try:
+        return client.containers.run(
+            image.id,
+            name=name,
+            detach=True,
+            labels=labels,
+            ports={f"{port}/tcp": (LOOPBACK, host_port)},
+            init=True,
+            stop_signal="SIGTERM",
+            environment={"PORT": str(port)},
+        )
+    except docker.errors.APIError as error:
+        text = str(error.explanation or error)
+        if "already allocated" in text or "address already in use" in text:
+            _remove_by_name(client, name)
+            raise PortInUse(text) from None
+        raise
+
+
+def _remove_by_name(client, name: str) -> None:
+    container = get_container(client, name)
+    if container is not None:
+        remove(container)
 
 
 def keep_running(container) -> None:
     """Restart it after a crash or a reboot, unless zdd stops it."""
     container.update(restart_policy={"Name": "unless-stopped"})
-
-
-def host_port(container, port: int) -> int | None:
-    container.reload()
-    bindings = (container.attrs["NetworkSettings"].get("Ports") or {}).get(f"{port}/tcp") or []
-    for binding in bindings:
-        if binding.get("HostIp") == LOOPBACK and binding.get("HostPort"):
-            return int(binding["HostPort"])
-    return None
 
 
 def state(container) -> dict:

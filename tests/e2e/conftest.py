@@ -151,6 +151,8 @@ class AppRepo:
     def commit(self, message: str, *, body: str | None = None, dockerfile: str | None = None,
                zdd_toml: str | None = None) -> str:
         self.write("www/index.html", body if body is not None else message)
+        self.write("www/cgi-bin/slow", SLOW_CGI.format(body=body if body is not None else message))
+        (self.path / "www/cgi-bin/slow").chmod(0o755)
         self.write("Dockerfile", dockerfile or app_dockerfile())
         if zdd_toml is not None:
             self.write("zdd.toml", zdd_toml)
@@ -163,6 +165,14 @@ class AppRepo:
 
     def push(self, *refspecs: str) -> subprocess.CompletedProcess:
         return run(["git", "push", "production", *refspecs], cwd=self.path)
+
+
+SLOW_CGI = """#!/bin/busybox sh
+/bin/busybox sleep 2
+echo "Content-Type: text/plain"
+echo ""
+echo "slow {body}"
+"""
 
 
 def app_dockerfile(start_delay: float = 0, healthcheck: str | None = "ok", cmd: str | None = None) -> str:

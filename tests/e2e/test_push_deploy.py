@@ -33,25 +33,32 @@ def test_first_push_builds_and_serves_through_caddy(server, new_app, docker_clie
     assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
 
 
-def test_second_push_under_load_drops_no_request(server, new_app, docker_client):
+def test_second_push_under_load_drops_no_request_and_does_not_reload_caddy(server, new_app, docker_client):
     app, site, repo = new_app
     v1 = repo.commit("v1")
-    assert repo.push("main").returncode == 0
+    first = repo.push("main")
+    expect(first.stderr, "Caddyfile changed: validated and reloaded")
     old_container = server.status(app)["container"]
-    clients = [KeepAliveClient(site) for _ in range(4)]
+    clients = [KeepAliveClient(site, retrying=True) for _ in range(3)]
+    clients += [KeepAliveClient(site, retrying=False) for _ in range(3)]
+    clients += [KeepAliveClient(site, path="/cgi-bin/slow", retrying=False) for _ in range(2)]
     for client in clients:
         client.start()
+    time.sleep(1)
 
     v2 = repo.commit("v2", dockerfile=app_dockerfile(start_delay=2))
     result = repo.push("main")
-    time.sleep(0.5)
+    time.sleep(2.5)
     for client in clients:
         client.stop()
 
     assert result.returncode == 0, result.stderr
-    assert [c.failures for c in clients] == [[]] * len(clients)
-    served = sum((c.bodies for c in clients), Counter())
+    assert "Caddyfile changed" not in result.stderr, "a routine deploy must not reload Caddy"
+    assert [c.failures for c in clients] == [[]] * len(clients), "strict, retrying and slow clients alike"
+    served = sum((c.bodies for c in clients[:6]), Counter())
     assert served["v1"] > 0 and served["v2"] > 0 and set(served) == {"v1", "v2"}
+    slow = sum((c.bodies for c in clients[6:]), Counter())
+    assert slow["slow v1\n"] > 0 and slow["slow v2\n"] > 0, slow
     assert http_get(site + "/") == (200, "v2")
     assert server.status(app)["sha"] == v2 != v1
     remaining = docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"})
