@@ -5,6 +5,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -13,6 +14,7 @@ import docker
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))  # the load client is shared with the benchmark and the demo
 BUSYBOX = Path("/bin/busybox")
 
 

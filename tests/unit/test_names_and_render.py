@@ -2,10 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from zdd import names
-from zdd.caddy import Site, render
+from zdd import names, slots
+from zdd.caddy import Site, render, route_to, routed_slot
 from zdd.cli import previous_live
-from zdd.drain import open_connections
+from zdd.drain import wait_for_drain
 from zdd.errors import InvalidInput
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -38,17 +38,20 @@ def test_derived_names():
 
 
 def test_render_lists_every_site_sorted_with_tabs_and_admin():
-    text = render(TEMPLATES, "127.0.0.1:2019", [Site("web", "web.example.com", "127.0.0.1:32001"),
-                                                 Site("api", ":8080", "127.0.0.1:32002")])
+    text = render(TEMPLATES, "127.0.0.1:2019", [
+        Site("web", "web.example.com", "/srv/zdd/apps/web/route", {"blue": 21001, "green": 21002}),
+        Site("api", ":8080", "/srv/zdd/apps/api/route", {"blue": 22001, "green": 22002})])
     assert "\tadmin 127.0.0.1:2019\n" in text
     assert text.index(":8080 {") < text.index("web.example.com {")
-    assert "\treverse_proxy 127.0.0.1:32001 {\n" in text
+    assert "\t\troot /srv/zdd/apps/web/route\n\t\ttry_files blue\n" in text
+    assert "reverse_proxy @web-blue 127.0.0.1:21001 127.0.0.1:21002 {" in text
+    assert "\t\treverse_proxy 127.0.0.1:22002 127.0.0.1:22001 {\n" in text
     assert "\n    " not in text
 
 
 def test_render_refuses_a_value_that_would_break_out():
     with pytest.raises(InvalidInput, match="refusing to render"):
-        render(TEMPLATES, "127.0.0.1:2019", [Site("web", "a.com {\n}", "127.0.0.1:1")])
+        render(TEMPLATES, "127.0.0.1:2019", [Site("web", "a.com {\n}", "/x", {"blue": 1, "green": 2})])
     with pytest.raises(InvalidInput, match="Caddy admin address"):
         render(TEMPLATES, "localhost:2019\n}\nimport x", [])
 
@@ -60,14 +63,27 @@ def test_previous_live_skips_failures_and_the_live_sha():
     assert previous_live(history[:1], {"sha": "a"}) is None
 
 
-def test_open_connections_counts_established_on_the_local_port(tmp_path):
-    table = tmp_path / "tcp"
-    table.write_text(
-        "  sl  local_address rem_address   st\n"
-        "   0: 0100007F:7D00 0100007F:C350 01 x\n"   # 127.0.0.1:32000 established
-        "   1: 0100007F:7D00 00000000:0000 0A x\n"   # listening
-        "   2: 0100007F:C350 0100007F:7D00 01 x\n"   # the client side, other local port
-    )
-    assert open_connections(32000, tables=[table]) == 1
-    assert open_connections(50000, tables=[table]) == 1
-    assert open_connections(1234, tables=[table, tmp_path / "missing"]) == 0
+def test_drain_waits_for_two_quiet_reads_and_is_bounded():
+    counts = iter([2, 1, 0, 1, 0, 0, 5])
+    outcome, _ = wait_for_drain(lambda: next(counts), timeout=5, poll=0)
+    assert outcome == "drained"
+    assert wait_for_drain(lambda: 1, timeout=0.2, poll=0.01)[0] == "timeout"
+    assert wait_for_drain(lambda: None, timeout=0.1)[0] == "unknown"
+
+
+def test_route_flag_flips_between_slots(tmp_path):
+    assert routed_slot(tmp_path) == "green"
+    route_to(tmp_path, "blue")
+    assert routed_slot(tmp_path) == "blue" and [p.name for p in tmp_path.iterdir()] == ["blue"]
+    route_to(tmp_path, "green")
+    route_to(tmp_path, "green")
+    assert routed_slot(tmp_path) == "green" and list(tmp_path.iterdir()) == []
+    assert slots.other(None) == "blue" and slots.other("blue") == "green" and slots.other("green") == "blue"
+
+
+def test_slot_ports_are_chosen_once_free_and_distinct(tmp_path):
+    ports = slots.ensure_ports(tmp_path, taken={20000})
+    assert ports["blue"] != ports["green"] and 20000 < min(ports.values()) and max(ports.values()) <= 29999
+    assert slots.ensure_ports(tmp_path, taken=set()) == ports
+    new = slots.replace_port(tmp_path, "green", taken=set())
+    assert slots.read_ports(tmp_path) == {"blue": ports["blue"], "green": new} and new != ports["blue"]
