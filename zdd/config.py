@@ -89,8 +89,8 @@ class RepoConfig:
 
     port: int | None = None
     health_path: str = "/"
-    health_timeout: float = 60.0
-    health_interval: float = 1.0
+    health_timeout: float = 120.0
+    health_interval: float = 0.25
     drain_timeout: float = 30.0
     stop_timeout: float = 10.0
 
