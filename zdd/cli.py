@@ -6,8 +6,8 @@ import os
 import sys
 import traceback
 
-from zdd import __version__, config, deploy, gitrepo, hook, install, state
-from zdd.errors import GitError, ZddError
+from zdd import __version__, appenv, config, deploy, engine, gitrepo, hook, install, ops, state
+from zdd.errors import GitError, InvalidInput, ZddError
 
 
 def emit(line: str) -> None:
@@ -63,24 +63,90 @@ def cmd_status(server, args) -> int:
 def cmd_history(server, args) -> int:
     config.load_app(server, args.app)
     entries = state.read_history(server.app_dir(args.app))
+    kept = {image["sha"] for image in engine.app_images(engine.connect(), args.app)}
+    for entry in entries:
+        entry["image_kept"] = entry["sha"] in kept
     if args.json:
         print(json.dumps(entries, indent=2, sort_keys=True))
         return 0
     for entry in entries:
         steps = " ".join(f"{k}={v:.1f}s" for k, v in entry.get("steps", {}).items())
-        line = f"{entry['finished_at']}  {entry['sha'][:12]}  {entry['ref']:<20} {entry['outcome']:<6} by {entry.get('by')}  {steps}"
+        image = "image kept" if entry["image_kept"] else "pruned"
+        print(f"{entry['finished_at']}  {entry['sha'][:12]}  {entry['ref']:<20} {entry['outcome']:<6} "
+              f"{image:<10}  by {entry.get('by')}  {steps}")
         if entry.get("reason"):
-            line += f"\n    {entry['reason']}"
-        print(line)
+            print(f"    {entry['reason']}")
     if not entries:
         print(f"{args.app}: no deploys yet")
     return 0
 
 
 def cmd_init(root, args) -> int:
-    install.init_app(root, args.app, args.domain, args.port, args.branch, emit,
+    install.init_app(root, args.app, args.domain, args.port, args.branch, emit, keep_images=args.keep,
                      caddyfile=args.caddyfile, caddy_admin=args.caddy_admin,
                      caddy_bin=args.caddy_bin, templates=args.templates, hook_template=args.hook_template)
+    return 0
+
+
+def cmd_apps(server, args) -> int:
+    rows = ops.overview(server, engine.connect())
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no apps yet: set one up with install.sh APP --domain ADDRESS")
+    for row in rows:
+        sha = (row["sha"] or "-")[:12]
+        age = _age(row["age_seconds"]) if row["age_seconds"] is not None else "-"
+        print(f"{row['app']:<20} {sha:<12} {age:>8}  {row['upstream'] or '-':<16} {row['health']:<10} {row['domain']}")
+    return 0
+
+
+def _age(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def cmd_env(server, args) -> int:
+    config.load_app(server, args.app)
+    app_dir = server.app_dir(args.app)
+    if args.action == "set":
+        pairs = dict(appenv.parse_assignment(item) for item in args.items)
+        appenv.update(app_dir, pairs, [])
+        emit(f"set {', '.join(sorted(pairs))} for {args.app}: applies at the next deploy or `zdd restart {args.app}`")
+    elif args.action == "unset":
+        appenv.update(app_dir, {}, args.items)
+        emit(f"unset {', '.join(args.items)} for {args.app}: applies at the next deploy or `zdd restart {args.app}`")
+    else:
+        for line in appenv.masked(appenv.read(app_dir), args.show):
+            print(line)
+    return 0
+
+
+def cmd_logs(server, args) -> int:
+    for text in ops.logs(server, engine.connect(), args.app, args.follow, args.tail):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    return 0
+
+
+def cmd_restart(server, args) -> int:
+    ops.restart(server, args.app, emit)
+    return 0
+
+
+def cmd_destroy(server, args) -> int:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise InvalidInput(f"destroying {args.app} needs confirmation: run it in a terminal, or add --yes")
+        answer = input(f"Destroy {args.app}: its site, containers, images, repository and history? "
+                       f"Type the app's name to confirm: ")
+        if answer.strip() != args.app:
+            emit("not destroyed")
+            return 1
+    ops.destroy(server, engine.connect(), args.app, emit)
     return 0
 
 
@@ -108,7 +174,21 @@ def build_parser() -> argparse.ArgumentParser:
     command("status", cmd_status, "show what is live").add_argument("--json", action="store_true")
     command("history", cmd_history, "list every deploy with its outcome and step timings").add_argument(
         "--json", action="store_true")
+    sub.add_parser("apps", help="list apps with live SHA, age, upstream and health",
+                   description="list apps with live SHA, age, upstream and health").set_defaults(func=cmd_apps)
+    sub.choices["apps"].add_argument("--json", action="store_true")
+    env = command("env", cmd_env, "set, unset or list an app's environment variables (values hidden)")
+    env.add_argument("action", choices=["set", "unset", "list"])
+    env.add_argument("items", nargs="*", metavar="KEY=VALUE | KEY")
+    env.add_argument("--show", action="store_true", help="list: print the values too")
+    logs = command("logs", cmd_logs, "print the live container's log")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("--tail", type=int, default=100, help="lines from the end (default 100)")
+    command("restart", cmd_restart, "start the live SHA afresh, with no downtime (applies env changes)")
+    command("destroy", cmd_destroy, "remove an app: site, containers, images, repository, history").add_argument(
+        "--yes", action="store_true", help="do not ask for confirmation")
     init = command("init", cmd_init, "set up an app (install.sh runs this)")
+    init.add_argument("--keep", type=int, help="how many recent images to keep for rollbacks (default 5)")
     init.add_argument("--domain", required=True, help="Caddy site address: example.com, http://host:port, :port")
     init.add_argument("--port", help="the port the app listens on in its container")
     init.add_argument("--branch", default="main", help="the branch that deploys (default: main)")

@@ -66,6 +66,7 @@ class AppSettings:
     domain: str
     port: int | None = None
     branch: str = "main"
+    keep_images: int = 5
 
 
 def load_app(server: Server, app: str) -> AppSettings:
@@ -80,7 +81,14 @@ def load_app(server: Server, app: str) -> AppSettings:
         domain=names.check_site_address(data["domain"]),
         port=names.check_port(data["port"], "app port") if data.get("port") else None,
         branch=data.get("branch", "main"),
+        keep_images=check_keep(data.get("keep_images", 5)),
     )
+
+
+def check_keep(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 1000:
+        raise InvalidInput(f"invalid number of images to keep {value!r}: use a whole number from 2 to 1000")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)

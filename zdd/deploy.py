@@ -7,7 +7,7 @@ import secrets
 import time
 from typing import Callable
 
-from zdd import caddy, config, drain, engine, gitrepo, health, names, slots, state
+from zdd import appenv, caddy, config, drain, engine, gitrepo, health, names, retention, slots, state
 from zdd.errors import GitError, ZddError
 
 Emit = Callable[[str], None]
@@ -55,6 +55,7 @@ def deploy(server: config.Server, app: str, sha: str, ref: str, emit: Emit, clie
                                                image_reused=record["image_reused"]))
         total = sum(timer.durations.values())
         emit(f"==> {app} is live at {settings.domain}: {sha[:12]} ({ref}), deployed in {total:.1f}s")
+        prune_images(client, app_dir, app, {sha, live and live["sha"]}, settings.keep_images, emit)
         return record
 
 
@@ -63,12 +64,14 @@ def _deploy_locked(server, settings, live, sha, ref, deploy_id, timer, client) -
     repo = gitrepo.open_repo(server.repo_path(app))
     with timer.step("config", f"Deploying {app} {sha[:12]} ({ref})"):
         repo_config = config.parse_repo_config(_read_text(repo, sha, "zdd.toml"))
-    image, reused = _build_or_reuse(client, repo, app, sha, ref, timer)
+    deployed_before = any(entry["sha"] == sha for entry in state.read_history(server.app_dir(app)))
+    image, reused = _build_or_reuse(client, repo, app, sha, ref, timer, deployed_before)
     port, source = config.choose_port(settings, repo_config, engine.exposed_ports(image))
     slot = slots.other(live and live.get("slot"))
     name = names.container_name(app, sha, deploy_id)
     with timer.step("start", f"Starting {name} in slot {slot} (app port {port}, from {source})"):
-        container, host_port = _start_in_slot(server, client, image, name, port, slot, names.labels(app, sha, ref))
+        container, host_port = _start_in_slot(server, client, image, name, port, slot,
+                                              names.labels(app, sha, ref), appenv.read(server.app_dir(app)))
     upstream = f"{engine.LOOPBACK}:{host_port}"
     try:
         _health_gate(container, image, host_port, upstream, repo_config, timer)
@@ -99,7 +102,7 @@ def _read_text(repo, sha: str, path: str) -> str | None:
         raise ZddError(f"{path} is not UTF-8 text") from None
 
 
-def _build_or_reuse(client, repo, app, sha, ref, timer):
+def _build_or_reuse(client, repo, app, sha, ref, timer, deployed_before: bool):
     tag = names.image_tag(app, sha)
     short_tag = f"{names.image_repository(app)}:{sha[:12]}"
     image = engine.find_image(client, tag)
@@ -108,6 +111,8 @@ def _build_or_reuse(client, repo, app, sha, ref, timer):
             return image, True
     if not gitrepo.has_file(repo, sha, "Dockerfile"):
         raise GitError(f"commit {sha[:12]} has no Dockerfile at its root: add one and push again")
+    if deployed_before:
+        timer.emit(f"==> The image of {sha[:12]} was pruned: rebuilding it from git")
     with timer.step("build", f"Building image {short_tag}"):
         with gitrepo.export_tar(repo, sha) as context:
             image = engine.build_image(client, context, tag, names.labels(app, sha, ref),
@@ -115,15 +120,15 @@ def _build_or_reuse(client, repo, app, sha, ref, timer):
     return image, False
 
 
-def _start_in_slot(server, client, image, name, port, slot, labels):
+def _start_in_slot(server, client, image, name, port, slot, labels, env):
     """Start the container on the slot's port; if something else took that port, pick another."""
     app_dir = server.app_dir(labels["zdd.app"])
     host_port = _slot_ports(server, labels["zdd.app"])[slot]
     try:
-        container = engine.start_container(client, image, name, port, host_port, labels)
+        container = engine.start_container(client, image, name, port, host_port, labels, env)
     except engine.PortInUse:
         host_port = slots.replace_port(app_dir, slot, _ports_of_other_apps(server, labels["zdd.app"]))
-        container = engine.start_container(client, image, name, port, host_port, labels)
+        container = engine.start_container(client, image, name, port, host_port, labels, env)
     return container, host_port
 
 
@@ -139,10 +144,18 @@ def _health_gate(container, image, host_port, upstream, repo_config, timer) -> N
 
 def _switch(server, settings, slot: str, emit: Emit) -> None:
     """Load a new Caddyfile only if apps, addresses or ports changed; then flip the app's flag."""
-    text = caddy.render(server.template_dir(), server.caddy_admin, _sites(server))
-    if caddy.apply(server.caddy_bin, server.caddyfile, server.caddy_admin, text):
-        emit("    Caddyfile changed: validated and reloaded")
+    refresh_caddyfile(server, emit)
     caddy.route_to(flag_dir(server, settings.name), slot)
+
+
+def refresh_caddyfile(server, emit: Emit, leaving: str | None = None) -> bool:
+    """Render every app's site (but ``leaving``'s); validate and reload only if that changed."""
+    sites = [site for site in _sites(server) if site.app != leaving]
+    text = caddy.render(server.template_dir(), server.caddy_admin, sites)
+    changed = caddy.apply(server.caddy_bin, server.caddyfile, server.caddy_admin, text)
+    if changed:
+        emit("    Caddyfile changed: validated and reloaded")
+    return changed
 
 
 def flag_dir(server, app: str):
@@ -196,6 +209,17 @@ def _retire(server, old, old_upstream: str, repo_config, emit: Emit) -> None:
         emit(f"    Caddy's admin API did not report requests in flight: waited {waited:.1f}s")
     engine.stop_and_remove(old, repo_config.stop_timeout)
     emit(f"    stopped and removed {old.name}")
+
+
+def prune_images(client, app_dir, app: str, protected: set, keep: int, emit: Emit) -> None:
+    """Delete all but the ``keep`` most recently used images of the app, never ``protected``."""
+    images = [{**image, "created": retention.epoch(image["created"])} for image in engine.app_images(client, app)]
+    used = retention.last_used(state.read_history(app_dir))
+    doomed = retention.choose_prunable(images, used, keep, protected)
+    removed = [image for image in doomed if engine.remove_image(client, image["id"])]
+    if removed:
+        freed = sum(image["size"] for image in removed) / 1e6
+        emit(f"==> Pruned {len(removed)} old image(s) beyond the newest {keep}: about {freed:.1f} MB freed")
 
 
 def reconcile(server, client, app: str, live: dict | None, emit: Emit) -> None:

@@ -63,7 +63,7 @@ class PortInUse(ZddError):
     """The slot's host port is taken by something else."""
 
 
-def start_container(client, image, name: str, port: int, host_port: int, labels: dict):
+def start_container(client, image, name: str, port: int, host_port: int, labels: dict, env: dict):
     """Run detached, with ``port`` published on 127.0.0.1:``host_port`` only.
 
     No restart policy yet: a crashing candidate must stay stopped so its exit code
@@ -77,7 +77,7 @@ def start_container(client, image, name: str, port: int, host_port: int, labels:
             ports={f"{port}/tcp": (LOOPBACK, host_port)},
             init=True,
             stop_signal="SIGTERM",
-            environment={"PORT": str(port)},
+            environment={**env, "PORT": str(port)},
         )
     except docker.errors.APIError as error:
         text = str(error.explanation or error)
@@ -152,3 +152,22 @@ def remove(container) -> None:
     except docker.errors.NotFound:
         pass
 
+
+
+def app_images(client, app: str) -> list[dict]:
+    """Images zdd built for ``app``: sha, id, size in bytes, and the raw creation time."""
+    images = []
+    for image in client.images.list(filters={"label": f"zdd.app={app}"}):
+        sha = image.labels.get("zdd.sha")
+        if sha:
+            images.append({"sha": sha, "id": image.id, "size": image.attrs.get("Size", 0),
+                           "created": image.attrs.get("Created", "")})
+    return images
+
+
+def remove_image(client, image_id: str) -> bool:
+    try:
+        client.images.remove(image_id, force=False, noprune=False)
+        return True
+    except docker.errors.APIError:
+        return False

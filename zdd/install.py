@@ -11,7 +11,7 @@ from typing import Callable
 
 import git
 
-from zdd import caddy, config, names, state
+from zdd import caddy, config, deploy, names, slots, state
 from zdd.errors import InvalidInput
 
 Emit = Callable[[str], None]
@@ -19,13 +19,14 @@ DEFAULT_CADDYFILE = "/etc/caddy/Caddyfile"
 DEFAULT_ADMIN = "localhost:2019"
 
 
-def init_app(root, app: str, domain: str, port, branch: str, emit: Emit, *, caddyfile=None,
+def init_app(root, app: str, domain: str, port, branch: str, emit: Emit, *, keep_images=None, caddyfile=None,
              caddy_admin=None, caddy_bin=None, templates=None, hook_template=None) -> None:
     root = Path(root)
     names.check_app_name(app)
     domain = names.check_site_address(domain)
     port = names.check_port(port, "app port") if port else None
     names.check_branch(branch)
+    keep_images = config.check_keep(keep_images) if keep_images is not None else None
     if caddy_admin:
         caddy.check_admin_address(caddy_admin)
     _check_domain_free(root, app, domain)
@@ -34,7 +35,12 @@ def init_app(root, app: str, domain: str, port, branch: str, emit: Emit, *, cadd
     _write_if_changed(root / config.SETTINGS_FILE, settings, emit)
     app_dir = root / "apps" / app
     app_dir.mkdir(parents=True, exist_ok=True)
-    _write_if_changed(app_dir / "app.json", {"domain": domain, "port": port, "branch": branch}, emit)
+    app_file = app_dir / "app.json"
+    current = json.loads(app_file.read_text()) if app_file.exists() else {}
+    keep_images = keep_images or current.get("keep_images", 5)
+    wanted = {"domain": domain, "port": port, "branch": branch, "keep_images": keep_images}
+    if _write_if_changed(app_file, wanted, emit) and slots.read_ports(app_dir):
+        deploy.refresh_caddyfile(config.load_server(root), emit)
     repo_path = root / f"{app}.git"
     if not (repo_path / "HEAD").exists():
         git.Repo.init(repo_path, bare=True, initial_branch=branch)
@@ -57,12 +63,13 @@ def _merged_settings(root: Path, caddyfile, caddy_admin, caddy_bin, templates) -
     return {key: given[key] or current.get(key) or defaults[key] for key in given}
 
 
-def _write_if_changed(path: Path, data: dict, emit: Emit) -> None:
+def _write_if_changed(path: Path, data: dict, emit: Emit) -> bool:
     if path.exists() and json.loads(path.read_text()) == data:
-        return
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
     state.write_json_atomic(path, data)
     emit(f"wrote {path}")
+    return True
 
 
 def _install_hook(template: Path, hook: Path, zdd_bin: Path, app: str, emit: Emit) -> None:

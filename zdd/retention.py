@@ -1,0 +1,28 @@
+"""Which old images of an app to delete: keep the newest N, and never the live or previous one."""
+
+import datetime
+
+
+def choose_prunable(images: list[dict], last_used: dict[str, float], keep: int, protected: set[str]) -> list[dict]:
+    """``images``: dicts with at least ``sha`` and ``created`` (epoch seconds). ``last_used``: sha ->
+    epoch of its latest deploy. An image's age is its latest deploy or, if never deployed, its build."""
+    def recency(image: dict) -> float:
+        return max(last_used.get(image["sha"], 0.0), image["created"])
+
+    ranked = sorted(images, key=recency, reverse=True)
+    kept = {image["sha"] for image in ranked[:keep]} | protected
+    return [image for image in ranked if image["sha"] not in kept]
+
+
+def last_used(history: list[dict]) -> dict[str, float]:
+    """sha -> epoch seconds of its latest successful deploy."""
+    used: dict[str, float] = {}
+    for entry in history:
+        if entry.get("outcome") == "live":
+            used[entry["sha"]] = max(used.get(entry["sha"], 0.0), epoch(entry["finished_at"]))
+    return used
+
+
+def epoch(iso: str) -> float:
+    """Seconds since 1970 of an ISO time from zdd's history or Docker (nanoseconds, Z) alike."""
+    return datetime.datetime.fromisoformat(iso[:19]).replace(tzinfo=datetime.timezone.utc).timestamp()
