@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Set up zdd on this server and an app in it:
-#   ./install.sh APP --domain ADDRESS [--port PORT] [--branch BRANCH]
-# Settings come from the environment (defaults shown) and are recorded, so the hook
-# and the zdd command need no environment later:
+#   ./install.sh APP --domain ADDRESS [--port PORT] [--branch BRANCH] [--user USER] [--keep N]
+# On Debian or Ubuntu, as root, it first installs what is missing (Docker engine,
+# Caddy, git, Python venv support). --user names the deploy user who pushes over SSH
+# and deploys without root (created if missing). Settings come from the environment
+# (defaults shown) and are recorded, so the hook and the zdd command need none later:
 #   ZDD_ROOT=/srv/zdd  ZDD_CADDYFILE=/etc/caddy/Caddyfile  ZDD_CADDY_ADMIN=localhost:2019
 # Re-running it with the same arguments changes nothing.
 set -euo pipefail
 
 die() { echo "install.sh: error: $*" >&2; exit 2; }
-usage() { echo "usage: $0 APP --domain ADDRESS [--port PORT] [--branch BRANCH]" >&2; exit 2; }
+usage() { echo "usage: $0 APP --domain ADDRESS [--port PORT] [--branch BRANCH] [--user USER] [--keep N]" >&2; exit 2; }
 
 SRC=$(cd "$(dirname "$0")" && pwd)
-APP="" DOMAIN="" PORT="" BRANCH="main"
+APP="" DOMAIN="" PORT="" BRANCH="main" DEPLOY_USER="" KEEP=""
 [ $# -ge 1 ] || usage
 APP=$1; shift
 while [ $# -gt 0 ]; do
@@ -19,9 +21,13 @@ while [ $# -gt 0 ]; do
     --domain) [ $# -ge 2 ] || usage; DOMAIN=$2; shift 2 ;;
     --port) [ $# -ge 2 ] || usage; PORT=$2; shift 2 ;;
     --branch) [ $# -ge 2 ] || usage; BRANCH=$2; shift 2 ;;
+    --user) [ $# -ge 2 ] || usage; DEPLOY_USER=$2; shift 2 ;;
+    --keep) [ $# -ge 2 ] || usage; KEEP=$2; shift 2 ;;
     *) usage ;;
   esac
 done
+[[ -z $DEPLOY_USER || $DEPLOY_USER =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "invalid user name '$DEPLOY_USER'"
+[[ -z $KEEP || $KEEP =~ ^[0-9]{1,4}$ ]] || die "--keep takes a whole number (images kept for rollbacks)"
 [ -n "$DOMAIN" ] || die "--domain is required (e.g. --domain myapp.example.com, or --domain :8080)"
 
 ZDD_ROOT=${ZDD_ROOT:-/srv/zdd}
@@ -31,11 +37,28 @@ path_ok='^/[A-Za-z0-9._/-]+$'
 [[ $ZDD_ROOT =~ $path_ok ]] || die "ZDD_ROOT must be an absolute path of letters, digits and ._/- (got '$ZDD_ROOT')"
 [[ $ZDD_CADDYFILE =~ $path_ok ]] || die "ZDD_CADDYFILE must be an absolute path of letters, digits and ._/-"
 
-command -v python3 >/dev/null || die "python3 is missing: apt-get install -y python3 python3-venv"
-command -v git >/dev/null || die "git is missing: apt-get install -y git"
-CADDY_BIN=$(command -v caddy) || die "caddy is missing: apt-get install -y caddy"
 # Refuse bad input before anything is written (stdlib-only check from the checkout).
+command -v python3 >/dev/null || die "python3 is missing: apt-get install -y python3 python3-venv"
 PYTHONPATH="$SRC" python3 -m zdd.names "$APP" "$DOMAIN" "$PORT" || exit 2
+
+missing_packages() {
+  command -v dockerd >/dev/null || command -v docker >/dev/null || echo docker.io
+  command -v caddy >/dev/null || echo caddy
+  command -v git >/dev/null || echo git
+  python3 -c 'import ensurepip, venv' 2>/dev/null || echo python3-venv
+}
+missing=$(missing_packages | tr '\n' ' ')
+if [ -n "${missing// /}" ]; then
+  if [ "$(id -u)" -ne 0 ] || [ ! -f /etc/debian_version ] || ! command -v apt-get >/dev/null; then
+    die "missing: $missing- install them (as root on Debian/Ubuntu this script does it), then re-run"
+  fi
+  echo "installing with apt-get: $missing"
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+CADDY_BIN=$(command -v caddy)
+docker version >/dev/null 2>&1 || echo "note: no Docker daemon answers yet: start it (systemctl start docker) before the first push"
 
 VENV=$ZDD_ROOT/venv
 mkdir -p "$ZDD_ROOT/bin" "$ZDD_ROOT/templates"
@@ -65,10 +88,34 @@ if [ "$(cat "$ZDD_ROOT/bin/zdd" 2>/dev/null)" != "$wrapper" ]; then
   echo "wrote $ZDD_ROOT/bin/zdd"
 fi
 
-"$ZDD_ROOT/bin/zdd" init "$APP" --domain "$DOMAIN" ${PORT:+--port "$PORT"} --branch "$BRANCH" \
+if [ -n "$DEPLOY_USER" ]; then
+  [ "$(id -u)" -eq 0 ] || die "--user needs root (it sets up the user's groups and folders)"
+  if ! id "$DEPLOY_USER" >/dev/null 2>&1; then
+    useradd --create-home --shell /bin/bash "$DEPLOY_USER"
+    echo "created user $DEPLOY_USER (add their SSH key to ~$DEPLOY_USER/.ssh/authorized_keys)"
+  fi
+  getent group docker >/dev/null || groupadd docker
+  getent group zdd >/dev/null || groupadd zdd
+  for group in docker zdd; do
+    id -nG "$DEPLOY_USER" | tr ' ' '\n' | grep -qx "$group" || { usermod -aG "$group" "$DEPLOY_USER"; echo "added $DEPLOY_USER to group $group"; }
+  done
+  # zdd replaces the Caddyfile atomically, so the deploy user's group writes its folder.
+  caddy_dir=$(dirname "$ZDD_CADDYFILE")
+  mkdir -p "$caddy_dir"
+  if [ "$(stat -c %G "$caddy_dir")" != zdd ]; then chgrp zdd "$caddy_dir"; chmod 2775 "$caddy_dir"; echo "made $caddy_dir writable by group zdd"; fi
+  if [ -f "$ZDD_CADDYFILE" ] && [ "$(stat -c %G "$ZDD_CADDYFILE")" != zdd ]; then chgrp zdd "$ZDD_CADDYFILE"; chmod 0664 "$ZDD_CADDYFILE"; fi
+fi
+
+"$ZDD_ROOT/bin/zdd" init "$APP" --domain "$DOMAIN" ${PORT:+--port "$PORT"} --branch "$BRANCH" ${KEEP:+--keep "$KEEP"} \
   --caddyfile "$ZDD_CADDYFILE" --caddy-admin "$ZDD_CADDY_ADMIN" --caddy-bin "$CADDY_BIN" \
   --templates "$ZDD_ROOT/templates" --hook-template "$SRC/hooks/post-receive"
 
+if [ -n "$DEPLOY_USER" ]; then
+  for path in "$ZDD_ROOT/$APP.git" "$ZDD_ROOT/apps/$APP"; do
+    [ -z "$(find "$path" ! -user "$DEPLOY_USER" -print -quit)" ] || { chown -R "$DEPLOY_USER:" "$path"; echo "gave $path to $DEPLOY_USER"; }
+  done
+fi
+
 echo "$APP is ready. From your laptop:"
-echo "  git remote add production ssh://$(id -un)@$(hostname -f 2>/dev/null || hostname)$ZDD_ROOT/$APP.git"
+echo "  git remote add production ssh://${DEPLOY_USER:-$(id -un)}@$(hostname -f 2>/dev/null || hostname)$ZDD_ROOT/$APP.git"
 echo "  git push production $BRANCH"

@@ -160,7 +160,9 @@ def refresh_caddyfile(server, emit: Emit, leaving: str | None = None) -> bool:
 
 def flag_dir(server, app: str):
     path = server.app_dir(app) / "route"
-    path.mkdir(mode=0o755, exist_ok=True)
+    if not path.is_dir():
+        path.mkdir(mode=0o755)
+        state.own_like_parent(path)
     return path
 
 

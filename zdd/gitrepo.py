@@ -13,9 +13,12 @@ MAX_CONFIG_BYTES = 64 * 1024
 
 def open_repo(path) -> git.Repo:
     try:
-        return git.Repo(path)
+        repo = git.Repo(path)
     except (git.NoSuchPathError, git.InvalidGitRepositoryError):
         raise GitError(f"no git repository at {path}: run install.sh for this app") from None
+    # The repo belongs to the deploy user; root running zdd must not be refused as "dubious ownership".
+    repo.git.set_persistent_git_options(c=f"safe.directory={repo.git_dir}")
+    return repo
 
 
 def resolve_commit(repo: git.Repo, rev: str) -> str:

@@ -25,8 +25,19 @@ def write_json_atomic(path: Path, data, mode: int = 0o644) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.chmod(staged, mode)
+    own_like_parent(staged)
     os.replace(staged, path)
     _fsync_dir(path.parent)
+
+
+def own_like_parent(path: Path) -> None:
+    """When root writes in a deploy user's folder, give the file to that user, so that
+    the user's next push can still read and write it."""
+    if os.geteuid() != 0:
+        return
+    parent = path.parent.stat()
+    if parent.st_uid != 0:
+        os.chown(path, parent.st_uid, parent.st_gid)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -50,7 +61,9 @@ def write_live(app_dir: Path, live: dict) -> None:
 
 def append_history(app_dir: Path, entry: dict) -> None:
     line = json.dumps(entry) + "\n"
-    with open(app_dir / HISTORY_FILE, "a") as handle:
+    path = app_dir / HISTORY_FILE
+    with open(path, "a") as handle:
+        own_like_parent(path)
         handle.write(line)
         handle.flush()
         os.fsync(handle.fileno())
@@ -72,6 +85,7 @@ def read_history(app_dir: Path) -> list[dict]:
 def deploy_lock(app_dir: Path, emit: Callable[[str], None], timeout: float = 1800) -> Iterator[None]:
     """Hold the app's deploy lock; wait in turn, saying so. The kernel frees it if we die."""
     handle = open(app_dir / LOCK_FILE, "a+")
+    own_like_parent(app_dir / LOCK_FILE)
     try:
         if not _try_lock(handle):
             emit(f"another deploy of this app is running ({_holder(handle)}): waiting for it to finish")
