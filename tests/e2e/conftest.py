@@ -100,6 +100,11 @@ class Server:
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
+    def history(self, app: str) -> list[dict]:
+        result = self.zdd("history", app, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
     def repo(self, app: str) -> Path:
         return self.root / f"{app}.git"
 
