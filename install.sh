@@ -37,15 +37,17 @@ path_ok='^/[A-Za-z0-9._/-]+$'
 [[ $ZDD_ROOT =~ $path_ok ]] || die "ZDD_ROOT must be an absolute path of letters, digits and ._/- (got '$ZDD_ROOT')"
 [[ $ZDD_CADDYFILE =~ $path_ok ]] || die "ZDD_CADDYFILE must be an absolute path of letters, digits and ._/-"
 
+# The system's Python, not one under a user's home: the deploy user must be able to run it.
+PYTHON=${ZDD_PYTHON:-/usr/bin/python3}
+[ -x "$PYTHON" ] || PYTHON=$(command -v python3) || die "python3 is missing: apt-get install -y python3 python3-venv"
 # Refuse bad input before anything is written (stdlib-only check from the checkout).
-command -v python3 >/dev/null || die "python3 is missing: apt-get install -y python3 python3-venv"
-PYTHONPATH="$SRC" python3 -m zdd.names "$APP" "$DOMAIN" "$PORT" || exit 2
+PYTHONPATH="$SRC" "$PYTHON" -m zdd.names "$APP" "$DOMAIN" "$PORT" || exit 2
 
 missing_packages() {
   command -v dockerd >/dev/null || command -v docker >/dev/null || echo docker.io
   command -v caddy >/dev/null || echo caddy
   command -v git >/dev/null || echo git
-  python3 -c 'import ensurepip, venv' 2>/dev/null || echo python3-venv
+  "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || echo python3-venv
 }
 missing=$(missing_packages | tr '\n' ' ')
 if [ -n "${missing// /}" ]; then
@@ -65,7 +67,7 @@ mkdir -p "$ZDD_ROOT/bin" "$ZDD_ROOT/templates"
 fingerprint=$(cd "$SRC" && cat setup.cfg pyproject.toml zdd/*.py | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$VENV/.zdd-source" 2>/dev/null)" != "$fingerprint" ]; then
   echo "installing zdd into $VENV"
-  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "$SRC"
   echo "$fingerprint" > "$VENV/.zdd-source"
 fi
