@@ -63,7 +63,7 @@ CADDY_BIN=$(command -v caddy)
 docker version >/dev/null 2>&1 || echo "note: no Docker daemon answers yet: start it (systemctl start docker) before the first push"
 
 VENV=$ZDD_ROOT/venv
-mkdir -p "$ZDD_ROOT/bin" "$ZDD_ROOT/templates"
+mkdir -p "$ZDD_ROOT/bin" "$ZDD_ROOT/templates" "$ZDD_ROOT/caddy.d"
 fingerprint=$(cd "$SRC" && cat setup.cfg pyproject.toml zdd/*.py | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$VENV/.zdd-source" 2>/dev/null)" != "$fingerprint" ]; then
   echo "installing zdd into $VENV"

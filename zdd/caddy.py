@@ -1,6 +1,7 @@
 """Render the Caddyfile from its Jinja template (pure), then validate, write and reload it."""
 
 import dataclasses
+import hashlib
 import http.client
 import json
 import os
@@ -38,7 +39,7 @@ def _caddy_token(value):
     return value
 
 
-def render(template_dir: Path, admin: str, sites: list[Site]) -> str:
+def render(template_dir: Path, admin: str, sites: list[Site], include_glob: str) -> str:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_dir)),
         undefined=jinja2.StrictUndefined,
@@ -49,17 +50,43 @@ def render(template_dir: Path, admin: str, sites: list[Site]) -> str:
         autoescape=False,
     )
     ordered = sorted(sites, key=lambda site: site.app)
-    return env.get_template(TEMPLATE).render(admin=check_admin_address(admin), sites=ordered)
+    return env.get_template(TEMPLATE).render(admin=check_admin_address(admin), sites=ordered,
+                                             include_glob=include_glob)
 
 
-def apply(caddy_bin: str, caddyfile: Path, admin: str, text: str) -> bool:
-    """Make Caddy run ``text``. Returns False (and reloads nothing) when it already is the file.
+def apply(caddy_bin: str, caddyfile: Path, admin: str, text: str, force: bool = False) -> str:
+    """Make Caddy run ``text``; say what was done: "unchanged", "reloaded", "took over"
+    (a Caddyfile zdd never wrote was backed up, then replaced), or "kept hand edit".
 
-    The new text is validated and loaded from a temporary file, which replaces the
-    Caddyfile only once Caddy runs it: a rejected config leaves file and Caddy as they were.
+    A file beside it holds the hash of what zdd last wrote. A Caddyfile changed by hand since
+    then is never overwritten unless ``force``: if zdd has nothing new to write, it is
+    left alone; otherwise CaddyError says what to do. The new text is validated and
+    loaded from a temporary file, which replaces the Caddyfile only once Caddy runs it:
+    a rejected config leaves file and Caddy as they were.
     """
-    if _read(caddyfile) == text:
-        return False
+    current = _read(caddyfile)
+    if current == text:
+        return "unchanged"
+    record = caddyfile.with_name(f".{caddyfile.name}.zdd-sha256")
+    last_written = _read(record)
+    edited = current is not None and last_written is not None and _digest(current) != last_written.strip()
+    if edited and not force:
+        if _digest(text) == last_written.strip():
+            return "kept hand edit"
+        raise CaddyError(
+            f"{caddyfile} was edited by hand since zdd wrote it, and zdd will not overwrite that: "
+            "move the change into the template or a *.caddy file in ZDD_ROOT/caddy.d, "
+            "then run `zdd render --force`")
+    took_over = current is not None and last_written is None
+    backup = caddyfile.with_name(caddyfile.name + ".before-zdd")
+    if took_over and not backup.exists():
+        _write_synced(backup, current)
+    _load(caddy_bin, caddyfile, admin, text)
+    _write_synced(record, _digest(text) + "\n")
+    return "took over" if took_over else "reloaded"
+
+
+def _load(caddy_bin: str, caddyfile: Path, admin: str, text: str) -> None:
     staged = caddyfile.with_name(f".{caddyfile.name}.zdd-new")
     try:
         _write_synced(staged, text)
@@ -69,7 +96,10 @@ def apply(caddy_bin: str, caddyfile: Path, admin: str, text: str) -> bool:
         os.replace(staged, caddyfile)
     finally:
         staged.unlink(missing_ok=True)
-    return True
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _read(path: Path) -> str | None:
@@ -119,18 +149,31 @@ def routed_slot(flag_dir: Path) -> str:
     return FLAG if (flag_dir / FLAG).exists() else "green"
 
 
-def in_flight(admin: str, upstream: str) -> int | None:
-    """Requests Caddy is proxying to ``upstream`` now, or None if the admin API does not say."""
+def check_running(admin: str) -> None:
+    """Raise CaddyError unless Caddy's admin endpoint answers."""
+    if _admin_get(admin, "/config/") is None:
+        raise CaddyError(f"Caddy's admin endpoint at {admin} does not answer: start Caddy "
+                         "(systemctl start caddy), then push again")
+
+
+def _admin_get(admin: str, path: str):
+    """The JSON an admin endpoint returns, or None if it does not answer 200."""
     host, port = admin.rsplit(":", 1)
     connection = http.client.HTTPConnection(host, int(port), timeout=5)  # fresh: the endpoint restarts on loads
     try:
-        connection.request("GET", "/reverse_proxy/upstreams", headers={"Origin": f"http://{admin}"})
+        connection.request("GET", path, headers={"Origin": f"http://{admin}"})
         response = connection.getresponse()
-        if response.status != 200:
-            return None
-        upstreams = json.loads(response.read())
+        body = response.read()
+        return json.loads(body) if response.status == 200 else None
     except (OSError, http.client.HTTPException, ValueError):
         return None
     finally:
         connection.close()
+
+
+def in_flight(admin: str, upstream: str) -> int | None:
+    """Requests Caddy is proxying to ``upstream`` now, or None if the admin API does not say."""
+    upstreams = _admin_get(admin, "/reverse_proxy/upstreams")
+    if upstreams is None:
+        return None
     return sum(u.get("num_requests", 0) for u in upstreams if u.get("address") == upstream)

@@ -125,6 +125,13 @@ def cmd_env(server, args) -> int:
     return 0
 
 
+def cmd_render(server, args) -> int:
+    outcome = deploy.refresh_caddyfile(server, emit, force=args.force)
+    if outcome == "unchanged":
+        emit(f"{server.caddyfile} is up to date: nothing to reload")
+    return 0
+
+
 def cmd_logs(server, args) -> int:
     for text in ops.logs(server, engine.connect(), args.app, args.follow, args.tail):
         sys.stdout.write(text)
@@ -181,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("action", choices=["set", "unset", "list"])
     env.add_argument("items", nargs="*", metavar="KEY=VALUE | KEY")
     env.add_argument("--show", action="store_true", help="list: print the values too")
+    render = sub.add_parser("render", help="render the Caddyfile from the template now, and reload Caddy if it changed",
+                            description="render the Caddyfile from the template now, and reload Caddy if it changed")
+    render.add_argument("--force", action="store_true", help="overwrite edits made to the Caddyfile by hand")
+    render.set_defaults(func=cmd_render)
     logs = command("logs", cmd_logs, "print the live container's log")
     logs.add_argument("-f", "--follow", action="store_true")
     logs.add_argument("--tail", type=int, default=100, help="lines from the end (default 100)")

@@ -36,6 +36,10 @@ class Server:
             return []
         return sorted(p.name for p in apps_dir.iterdir() if (p / "app.json").is_file())
 
+    def include_glob(self) -> str:
+        """Operator-owned sites that the rendered Caddyfile imports."""
+        return f"{self.root}/caddy.d/*.caddy"
+
     def template_dir(self) -> Path:
         if self.templates and Path(self.templates).is_dir():
             return Path(self.templates)

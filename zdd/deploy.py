@@ -144,18 +144,28 @@ def _health_gate(container, image, host_port, upstream, repo_config, timer) -> N
 
 def _switch(server, settings, slot: str, emit: Emit) -> None:
     """Load a new Caddyfile only if apps, addresses or ports changed; then flip the app's flag."""
-    refresh_caddyfile(server, emit)
+    caddy.check_running(server.caddy_admin)
+    refresh_caddyfile(server, emit, including=settings.name)
     caddy.route_to(flag_dir(server, settings.name), slot)
 
 
-def refresh_caddyfile(server, emit: Emit, leaving: str | None = None) -> bool:
-    """Render every app's site (but ``leaving``'s); validate and reload only if that changed."""
-    sites = [site for site in _sites(server) if site.app != leaving]
-    text = caddy.render(server.template_dir(), server.caddy_admin, sites)
-    changed = caddy.apply(server.caddy_bin, server.caddyfile, server.caddy_admin, text)
-    if changed:
-        emit("    Caddyfile changed: validated and reloaded")
-    return changed
+CADDYFILE_OUTCOMES = {
+    "reloaded": "    Caddyfile changed: validated and reloaded",
+    "took over": "    Caddyfile written by zdd from now on (the one found is kept as {path}.before-zdd): reloaded",
+    "kept hand edit": "    Caddyfile was edited by hand: left as it is (zdd had nothing new to write)",
+}
+
+
+def refresh_caddyfile(server, emit: Emit, including: str | None = None, leaving: str | None = None,
+                      force: bool = False) -> str:
+    """Render the site of every live app (and of ``including``, about to be, but not of
+    ``leaving``); validate and reload only if that changed the Caddyfile."""
+    sites = [site for site in _sites(server, including) if site.app != leaving]
+    text = caddy.render(server.template_dir(), server.caddy_admin, sites, server.include_glob())
+    outcome = caddy.apply(server.caddy_bin, server.caddyfile, server.caddy_admin, text, force)
+    if outcome in CADDYFILE_OUTCOMES:
+        emit(CADDYFILE_OUTCOMES[outcome].format(path=server.caddyfile))
+    return outcome
 
 
 def flag_dir(server, app: str):
@@ -178,12 +188,12 @@ def _ports_of_other_apps(server, app: str) -> set[int]:
     return taken
 
 
-def _sites(server) -> list[caddy.Site]:
-    """Every app that has slot ports: the Caddyfile does not depend on which slot is live."""
+def _sites(server, including: str | None) -> list[caddy.Site]:
+    """Live apps' sites. They do not depend on which slot is live, only on the slots' ports."""
     sites = []
     for app in server.app_names():
         ports = slots.read_ports(server.app_dir(app))
-        if ports:
+        if ports and (app == including or state.read_live(server.app_dir(app))):
             sites.append(caddy.Site(app, config.load_app(server, app).domain, str(flag_dir(server, app)), ports))
     return sites
 
@@ -228,6 +238,8 @@ def reconcile(server, client, app: str, live: dict | None, emit: Emit) -> None:
     """Undo what an interrupted deploy left: traffic goes to the recorded live slot, and
     every other container of this app is removed."""
     live_id = live and live.get("container_id")
+    if live and engine.get_container(client, live_id) is None:
+        emit(f"==> The live container {live['container']} is gone (removed by hand?): this deploy replaces it")
     if live and caddy.routed_slot(flag_dir(server, app)) != live["slot"]:
         caddy.route_to(flag_dir(server, app), live["slot"])
         emit(f"==> Traffic pointed back at the live slot {live['slot']} after an interrupted deploy")

@@ -37,7 +37,7 @@ def test_second_push_under_load_drops_no_request_and_does_not_reload_caddy(serve
     app, site, repo = new_app
     v1 = repo.commit("v1")
     first = repo.push("main")
-    expect(first.stderr, "Caddyfile changed: validated and reloaded")
+    expect(first.stderr, "Caddyfile ", "reloaded")
     old_container = server.status(app)["container"]
     clients = [KeepAliveClient(site, retrying=True) for _ in range(3)]
     clients += [KeepAliveClient(site, retrying=False) for _ in range(3)]
@@ -53,7 +53,7 @@ def test_second_push_under_load_drops_no_request_and_does_not_reload_caddy(serve
         client.stop()
 
     assert result.returncode == 0, result.stderr
-    assert "Caddyfile changed" not in result.stderr, "a routine deploy must not reload Caddy"
+    assert "reloaded" not in result.stderr, "a routine deploy must not reload Caddy"
     assert [c.failures for c in clients] == [[]] * len(clients), "strict, retrying and slow clients alike"
     served = sum((c.bodies for c in clients[:6]), Counter())
     assert served["v1"] > 0 and served["v2"] > 0 and set(served) == {"v1", "v2"}

@@ -46,7 +46,10 @@ def test_flag_moves_traffic_without_reload_and_falls_over(which, tmp_path, upstr
     admin, site = f"127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
     flags = tmp_path / "route"
     flags.mkdir()
-    text = caddy.render(REPO / "templates", admin, [Site("web", site, str(flags), ports)])
+    (tmp_path / "caddy.d").mkdir()
+    (tmp_path / "caddy.d" / "mine.caddy").write_text(f"http://127.0.0.1:{free_port()} {{\n\trespond mine\n}}\n")
+    text = caddy.render(REPO / "templates", admin, [Site("web", site, str(flags), ports)],
+                        f"{tmp_path}/caddy.d/*.caddy")
     caddyfile = tmp_path / "Caddyfile"
     caddyfile.write_text(text)
     check = subprocess.run([str(binary), "validate", "--config", str(caddyfile), "--adapter", "caddyfile"],

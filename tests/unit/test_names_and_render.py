@@ -40,20 +40,21 @@ def test_derived_names():
 def test_render_lists_every_site_sorted_with_tabs_and_admin():
     text = render(TEMPLATES, "127.0.0.1:2019", [
         Site("web", "web.example.com", "/srv/zdd/apps/web/route", {"blue": 21001, "green": 21002}),
-        Site("api", ":8080", "/srv/zdd/apps/api/route", {"blue": 22001, "green": 22002})])
+        Site("api", ":8080", "/srv/zdd/apps/api/route", {"blue": 22001, "green": 22002})], "/srv/zdd/caddy.d/*.caddy")
     assert "\tadmin 127.0.0.1:2019\n" in text
     assert text.index(":8080 {") < text.index("web.example.com {")
     assert "\t\troot /srv/zdd/apps/web/route\n\t\ttry_files blue\n" in text
     assert "reverse_proxy @web-blue 127.0.0.1:21001 127.0.0.1:21002 {" in text
     assert "\t\treverse_proxy 127.0.0.1:22002 127.0.0.1:22001 {\n" in text
     assert "\n    " not in text
+    assert text.endswith("\nimport /srv/zdd/caddy.d/*.caddy\n")
 
 
 def test_render_refuses_a_value_that_would_break_out():
     with pytest.raises(InvalidInput, match="refusing to render"):
-        render(TEMPLATES, "127.0.0.1:2019", [Site("web", "a.com {\n}", "/x", {"blue": 1, "green": 2})])
+        render(TEMPLATES, "127.0.0.1:2019", [Site("web", "a.com {\n}", "/x", {"blue": 1, "green": 2})], "/x/*.caddy")
     with pytest.raises(InvalidInput, match="Caddy admin address"):
-        render(TEMPLATES, "localhost:2019\n}\nimport x", [])
+        render(TEMPLATES, "localhost:2019\n}\nimport x", [], "/x/*.caddy")
 
 
 def test_previous_live_skips_failures_and_the_live_sha():
