@@ -48,8 +48,7 @@ def previous_live(history: list[dict], live: dict | None) -> dict | None:
 
 
 def cmd_status(server, args) -> int:
-    config.load_app(server, args.app)
-    live = state.read_live(server.app_dir(args.app))
+    live = ops.checked_live(server, engine.connect(), args.app, lambda line: print(line, file=sys.stderr))
     if args.json:
         print(json.dumps(live or {"app": args.app, "sha": None}, indent=2, sort_keys=True))
     elif live:

@@ -1,13 +1,14 @@
 """The deploy, step by step: build, start beside the old, health-gate, switch Caddy, drain, record."""
 
 import contextlib
-import datetime
 import getpass
+import os
 import secrets
+import signal
 import time
 from typing import Callable
 
-from zdd import appenv, caddy, config, drain, engine, gitrepo, health, names, retention, slots, state
+from zdd import appenv, caddy, config, drain, engine, gitrepo, health, names, recover, retention, slots, state
 from zdd.errors import GitError, ZddError
 
 Emit = Callable[[str], None]
@@ -19,17 +20,22 @@ class StepTimer:
         self.durations: dict[str, float] = {}
 
     @contextlib.contextmanager
-    def step(self, name: str, message: str):
-        self.emit(f"==> {message}")
+    def step(self, name: str, message: str | None):
+        if message:
+            self.emit(f"==> {message}")
         started = time.monotonic()
         try:
             yield
         finally:
             self.durations[name] = round(time.monotonic() - started, 3)
+        _injected_fault(name)
 
 
-def now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+def _injected_fault(step: str) -> None:
+    """Fault injection for the tests: ZDD_FAULT=after:STEP kills zdd as that step ends."""
+    if os.environ.get("ZDD_FAULT") == f"after:{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
 
 
 def deploy(server: config.Server, app: str, sha: str, ref: str, emit: Emit, client=None) -> dict:
@@ -40,17 +46,17 @@ def deploy(server: config.Server, app: str, sha: str, ref: str, emit: Emit, clie
     app_dir = server.app_dir(app)
     client = client or engine.connect()
     with state.deploy_lock(app_dir, emit):
-        live = state.read_live(app_dir)
-        reconcile(server, client, app, live, emit)
+        live = reconcile(server, client, app, emit)
         deploy_id = secrets.token_hex(3)
         timer = StepTimer(emit)
-        started_at = now_iso()
+        started_at = state.now_iso()
         try:
             record = _deploy_locked(server, settings, live, sha, ref, deploy_id, timer, client)
         except Exception as error:
             state.append_history(app_dir, _history(app, sha, ref, deploy_id, started_at, timer, "failed", str(error)))
             raise
-        state.write_live(app_dir, record)
+        with timer.step("record", None):
+            state.write_live(app_dir, record)
         state.append_history(app_dir, _history(app, sha, ref, deploy_id, started_at, timer, "live", None,
                                                image_reused=record["image_reused"]))
         total = sum(timer.durations.values())
@@ -70,8 +76,9 @@ def _deploy_locked(server, settings, live, sha, ref, deploy_id, timer, client) -
     slot = slots.other(live and live.get("slot"))
     name = names.container_name(app, sha, deploy_id)
     with timer.step("start", f"Starting {name} in slot {slot} (app port {port}, from {source})"):
-        container, host_port = _start_in_slot(server, client, image, name, port, slot,
-                                              names.labels(app, sha, ref), appenv.read(server.app_dir(app)))
+        labels = {**names.labels(app, sha, ref), "zdd.slot": slot, "zdd.port": str(port)}
+        container, host_port = _start_in_slot(server, client, image, name, port, slot, labels,
+                                              appenv.read(server.app_dir(app)))
     upstream = f"{engine.LOOPBACK}:{host_port}"
     try:
         _health_gate(container, image, host_port, upstream, repo_config, timer)
@@ -85,11 +92,8 @@ def _deploy_locked(server, settings, live, sha, ref, deploy_id, timer, client) -
     if old is not None:
         with timer.step("drain", f"Draining {old.name}, then stopping it"):
             _retire(server, old, live["upstream"], repo_config, timer.emit)
-    return {
-        "app": app, "sha": sha, "ref": ref, "image": names.image_tag(app, sha), "image_reused": reused,
-        "container": name, "container_id": container.id, "slot": slot, "upstream": upstream, "port": port,
-        "deployed_at": now_iso(), "deploy_id": deploy_id,
-    }
+    return state.live_record(app, sha, ref, names.image_tag(app, sha), container, slot, upstream, port,
+                             deploy_id, reused)
 
 
 def _read_text(repo, sha: str, path: str) -> str | None:
@@ -123,7 +127,7 @@ def _build_or_reuse(client, repo, app, sha, ref, timer, deployed_before: bool):
 def _start_in_slot(server, client, image, name, port, slot, labels, env):
     """Start the container on the slot's port; if something else took that port, pick another."""
     app_dir = server.app_dir(labels["zdd.app"])
-    host_port = _slot_ports(server, labels["zdd.app"])[slot]
+    host_port = slot_ports(server, labels["zdd.app"])[slot]
     try:
         container = engine.start_container(client, image, name, port, host_port, labels, env)
     except engine.PortInUse:
@@ -176,7 +180,7 @@ def flag_dir(server, app: str):
     return path
 
 
-def _slot_ports(server, app: str) -> dict[str, int]:
+def slot_ports(server, app: str) -> dict[str, int]:
     return slots.ensure_ports(server.app_dir(app), _ports_of_other_apps(server, app))
 
 
@@ -234,25 +238,14 @@ def prune_images(client, app_dir, app: str, protected: set, keep: int, emit: Emi
         emit(f"==> Pruned {len(removed)} old image(s) beyond the newest {keep}: about {freed:.1f} MB freed")
 
 
-def reconcile(server, client, app: str, live: dict | None, emit: Emit) -> None:
-    """Undo what an interrupted deploy left: traffic goes to the recorded live slot, and
-    every other container of this app is removed."""
-    live_id = live and live.get("container_id")
-    if live and engine.get_container(client, live_id) is None:
-        emit(f"==> The live container {live['container']} is gone (removed by hand?): this deploy replaces it")
-    if live and caddy.routed_slot(flag_dir(server, app)) != live["slot"]:
-        caddy.route_to(flag_dir(server, app), live["slot"])
-        emit(f"==> Traffic pointed back at the live slot {live['slot']} after an interrupted deploy")
-    for container in engine.app_containers(client, app):
-        if container.id != live_id:
-            engine.remove(container)
-            emit(f"==> Removed {container.name}, left over from an interrupted deploy")
+def reconcile(server, client, app: str, emit: Emit) -> dict | None:
+    return recover.reconcile(server.app_dir(app), flag_dir(server, app), slot_ports(server, app), client, app, emit)
 
 
 def _history(app, sha, ref, deploy_id, started_at, timer, outcome, reason, image_reused=None) -> dict:
     return {
         "app": app, "sha": sha, "ref": ref, "deploy_id": deploy_id, "outcome": outcome,
-        "reason": reason, "started_at": started_at, "finished_at": now_iso(),
+        "reason": reason, "started_at": started_at, "finished_at": state.now_iso(),
         "steps": timer.durations, "image_reused": image_reused, "by": _who(),
     }
 

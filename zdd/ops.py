@@ -33,6 +33,17 @@ def _health_word(container) -> str:
     return now["health"] or now["status"]
 
 
+def checked_live(server: config.Server, client, app: str, emit: Emit) -> dict | None:
+    """The live record, after repairing what an interrupted deploy left, unless a deploy runs."""
+    config.load_app(server, app)
+    app_dir = server.app_dir(app)
+    with state.lock_if_free(app_dir) as free:
+        if free:
+            return deploy.reconcile(server, client, app, emit)
+    emit(f"a deploy of {app} is running: this is the state recorded before it")
+    return state.read_live(app_dir)
+
+
 def live_container(server: config.Server, client, app: str):
     config.load_app(server, app)
     live = state.read_live(server.app_dir(app))

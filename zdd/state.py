@@ -1,6 +1,7 @@
 """What is live for each app, its deploy history, and the per-app deploy lock, on disk."""
 
 import contextlib
+import datetime
 import errno
 import fcntl
 import json
@@ -14,6 +15,20 @@ from zdd.errors import LockTimeout
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.jsonl"
 LOCK_FILE = "deploy.lock"
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def live_record(app: str, sha: str, ref: str, image: str, container, slot: str, upstream: str, port: int,
+                deploy_id: str, image_reused: bool | None) -> dict:
+    """What ``zdd status`` shows: the one shape of the live record."""
+    return {
+        "app": app, "sha": sha, "ref": ref, "image": image, "image_reused": image_reused,
+        "container": container.name, "container_id": container.id, "slot": slot, "upstream": upstream,
+        "port": port, "deployed_at": now_iso(), "deploy_id": deploy_id,
+    }
 
 
 def write_json_atomic(path: Path, data, mode: int = 0o644) -> None:
@@ -99,6 +114,17 @@ def deploy_lock(app_dir: Path, emit: Callable[[str], None], timeout: float = 180
         handle.write(f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}\n")
         handle.flush()
         yield
+    finally:
+        handle.close()
+
+
+@contextlib.contextmanager
+def lock_if_free(app_dir: Path) -> Iterator[bool]:
+    """Hold the app's deploy lock if no deploy holds it; yields whether it does."""
+    handle = open(app_dir / LOCK_FILE, "a+")
+    own_like_parent(app_dir / LOCK_FILE)
+    try:
+        yield _try_lock(handle)
     finally:
         handle.close()
 
