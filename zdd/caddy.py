@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 import jinja2
 
+from zdd import state
 from zdd.errors import CaddyError, InvalidInput
 
 TEMPLATE = "Caddyfile.j2"
@@ -64,6 +65,11 @@ def apply(caddy_bin: str, caddyfile: Path, admin: str, text: str, force: bool = 
     loaded from a temporary file, which replaces the Caddyfile only once Caddy runs it:
     a rejected config leaves file and Caddy as they were.
     """
+    with state.file_lock(caddyfile.with_name(f".{caddyfile.name}.zdd-lock")):  # apps deploy at once
+        return _apply_locked(caddy_bin, caddyfile, admin, text, force)
+
+
+def _apply_locked(caddy_bin: str, caddyfile: Path, admin: str, text: str, force: bool) -> str:
     current = _read(caddyfile)
     if current == text:
         return "unchanged"

@@ -23,6 +23,8 @@ class Server:
     caddy_admin: str
     caddy_bin: str = "caddy"
     templates: Path | None = None
+    min_free_mb: int = 1024
+    max_context_mb: int = 2048
 
     def repo_path(self, app: str) -> Path:
         return self.root / f"{app}.git"
@@ -59,6 +61,8 @@ def load_server(root: str | os.PathLike | None = None) -> Server:
         caddy_admin=data["caddy_admin"],
         caddy_bin=data.get("caddy_bin", "caddy"),
         templates=Path(data["templates"]) if data.get("templates") else None,
+        min_free_mb=int(data.get("min_free_mb", 1024)),
+        max_context_mb=int(data.get("max_context_mb", 2048)),
     )
 
 
@@ -105,6 +109,7 @@ class RepoConfig:
     health_interval: float = 0.25
     drain_timeout: float = 30.0
     stop_timeout: float = 10.0
+    watch_seconds: float = 2.0
 
 
 PRIVILEGED_KEYS = {
@@ -116,6 +121,7 @@ _NUMBER_LIMITS = {
     "health_interval": (0.1, 60),
     "drain_timeout": (0, 3600),
     "stop_timeout": (0, 3600),
+    "watch_seconds": (0, 600),
 }
 
 

@@ -5,11 +5,12 @@ import getpass
 import os
 import secrets
 import signal
+import tempfile
 import time
 from typing import Callable
 
 from zdd import appenv, caddy, config, drain, engine, gitrepo, health, names, recover, retention, slots, state
-from zdd.errors import GitError, ZddError
+from zdd.errors import BuildFailed, ContainerFailed, GitError, ZddError
 
 Emit = Callable[[str], None]
 
@@ -71,7 +72,7 @@ def _deploy_locked(server, settings, live, sha, ref, deploy_id, timer, client) -
     with timer.step("config", f"Deploying {app} {sha[:12]} ({ref})"):
         repo_config = config.parse_repo_config(_read_text(repo, sha, "zdd.toml"))
     deployed_before = any(entry["sha"] == sha for entry in state.read_history(server.app_dir(app)))
-    image, reused = _build_or_reuse(client, repo, app, sha, ref, timer, deployed_before)
+    image, reused = _build_or_reuse(server, client, repo, app, sha, ref, timer, deployed_before)
     port, source = config.choose_port(settings, repo_config, engine.exposed_ports(image))
     slot = slots.other(live and live.get("slot"))
     name = names.container_name(app, sha, deploy_id)
@@ -81,9 +82,13 @@ def _deploy_locked(server, settings, live, sha, ref, deploy_id, timer, client) -
                                               appenv.read(server.app_dir(app)))
     upstream = f"{engine.LOOPBACK}:{host_port}"
     try:
-        _health_gate(container, image, host_port, upstream, repo_config, timer)
+        _health_gate(container, image, host_port, upstream, repo_config, timer, f"{port}, from {source}")
         with timer.step("switch", f"Switching traffic to slot {slot} ({upstream})"):
             _switch(server, settings, slot, timer.emit)
+        if live and repo_config.watch_seconds:
+            with timer.step("watch", f"Watching the new container for {repo_config.watch_seconds:g}s, "
+                                     f"ready to switch back to {live['sha'][:12]}"):
+                _watch(server, app, container, live["slot"], repo_config.watch_seconds)
     except Exception:
         _report_failure(container, timer.emit)
         engine.remove(container)
@@ -106,7 +111,7 @@ def _read_text(repo, sha: str, path: str) -> str | None:
         raise ZddError(f"{path} is not UTF-8 text") from None
 
 
-def _build_or_reuse(client, repo, app, sha, ref, timer, deployed_before: bool):
+def _build_or_reuse(server, client, repo, app, sha, ref, timer, deployed_before: bool):
     tag = names.image_tag(app, sha)
     short_tag = f"{names.image_repository(app)}:{sha[:12]}"
     image = engine.find_image(client, tag)
@@ -115,6 +120,9 @@ def _build_or_reuse(client, repo, app, sha, ref, timer, deployed_before: bool):
             return image, True
     if not gitrepo.has_file(repo, sha, "Dockerfile"):
         raise GitError(f"commit {sha[:12]} has no Dockerfile at its root: add one and push again")
+    _check_room_to_build(server, client, repo, sha)
+    if gitrepo.has_submodules(repo, sha):
+        timer.emit("==> Note: submodules are not part of the build context (git archive leaves them out)")
     if deployed_before:
         timer.emit(f"==> The image of {sha[:12]} was pruned: rebuilding it from git")
     with timer.step("build", f"Building image {short_tag}"):
@@ -136,13 +144,44 @@ def _start_in_slot(server, client, image, name, port, slot, labels, env):
     return container, host_port
 
 
-def _health_gate(container, image, host_port, upstream, repo_config, timer) -> None:
+def _check_room_to_build(server, client, repo, sha: str) -> None:
+    """Refuse a build that would not fit, before it starts filling the disk."""
+    size_mb = gitrepo.tree_size(repo, sha) / 1e6
+    if size_mb > server.max_context_mb:
+        raise BuildFailed(f"the build context is {size_mb:.0f} MB, over the {server.max_context_mb} MB limit: "
+                          "remove large files from the repository, or raise max_context_mb in settings.json")
+    for folder in (engine.storage_dir(client), tempfile.gettempdir()):
+        free_mb = _free_mb(folder)
+        needed_mb = 2 * size_mb + server.min_free_mb
+        if free_mb is not None and free_mb < needed_mb:
+            raise BuildFailed(f"not enough disk space to build: {free_mb:.0f} MB free in {folder}, about "
+                              f"{needed_mb:.0f} MB needed ({server.min_free_mb} MB stays free): free some "
+                              "space, e.g. fewer kept images (install.sh --keep) or `docker system prune`")
+
+
+def _free_mb(folder: str) -> float | None:
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return None  # an engine on another host: its disk is not ours to see
+    return stats.f_bavail * stats.f_frsize / 1e6
+
+
+def _health_gate(container, image, host_port, upstream, repo_config, timer, app_port: str) -> None:
     uses_docker_health = engine.has_healthcheck(image)
     how = "Docker HEALTHCHECK" if uses_docker_health else f"GET {repo_config.health_path} on {upstream}"
     with timer.step("health", f"Waiting for health ({how}, up to {repo_config.health_timeout:.0f}s)"):
-        probe = None if uses_docker_health else (lambda: health.http_ok(host_port, repo_config.health_path))
-        health.wait_until_healthy(container, probe, repo_config.health_timeout,
-                                  repo_config.health_interval, timer.emit)
+        probe = None if uses_docker_health else health.HttpProbe(host_port, repo_config.health_path)
+        try:
+            health.wait_until_healthy(container, probe, repo_config.health_timeout,
+                                      repo_config.health_interval, timer.emit)
+        except ContainerFailed as error:
+            if probe and probe.last_failure in health.NOTHING_LISTENS:
+                raise ContainerFailed(f"{error}: nothing listened on its port {app_port}; if the app "
+                                      "listens on another port, set `port` in zdd.toml") from None
+            if probe:
+                raise ContainerFailed(f"{error}: the last probe got {probe.last_failure}") from None
+            raise
         engine.keep_running(container)
 
 
@@ -170,6 +209,18 @@ def refresh_caddyfile(server, emit: Emit, including: str | None = None, leaving:
     if outcome in CADDYFILE_OUTCOMES:
         emit(CADDYFILE_OUTCOMES[outcome].format(path=server.caddyfile))
     return outcome
+
+
+def _watch(server, app: str, container, old_slot: str, seconds: float) -> None:
+    """Switch traffic back to the old slot if the new container dies soon after the switch."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        now = engine.state(container)
+        if now["status"] != "running" or now["restarts"]:
+            caddy.route_to(flag_dir(server, app), old_slot)
+            raise ContainerFailed(f"the new container crashed (exit code {now['exit_code']}) right after "
+                                  "the switch: traffic went back to the previous version")
+        time.sleep(0.2)
 
 
 def flag_dir(server, app: str):

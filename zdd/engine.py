@@ -49,6 +49,11 @@ def build_image(client, context: IO[bytes], tag: str, labels: dict, emit: Emit):
     return image
 
 
+def storage_dir(client) -> str:
+    """Where the engine keeps images (to check its free space)."""
+    return client.info().get("DockerRootDir") or "/var/lib/docker"
+
+
 def exposed_ports(image) -> list[int]:
     ports = (image.attrs.get("Config") or {}).get("ExposedPorts") or {}
     return sorted(int(p.split("/")[0]) for p in ports if p.endswith("/tcp"))
@@ -107,6 +112,7 @@ def state(container) -> dict:
         "health": (raw.get("Health") or {}).get("Status"),
         "exit_code": raw.get("ExitCode"),
         "restarting": raw.get("Restarting", False),
+        "restarts": container.attrs.get("RestartCount", 0),
     }
 
 

@@ -49,6 +49,15 @@ def has_file(repo: git.Repo, sha: str, path: str) -> bool:
         return False
 
 
+def tree_size(repo: git.Repo, sha: str) -> int:
+    """Bytes of every file in the commit: about the size of its build context."""
+    return sum(item.size for item in repo.commit(sha).tree.traverse() if item.type == "blob")
+
+
+def has_submodules(repo: git.Repo, sha: str) -> bool:
+    return any(item.type == "submodule" for item in repo.commit(sha).tree.traverse())
+
+
 def export_tar(repo: git.Repo, sha: str) -> IO[bytes]:
     """The commit's tree as a tar stream in a temporary file, rewound, for docker build."""
     archive = tempfile.TemporaryFile()

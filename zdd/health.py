@@ -11,22 +11,42 @@ from zdd.errors import ContainerFailed
 
 Emit = Callable[[str], None]
 PROGRESS_EVERY = 5.0
+# Docker's proxy accepts on the host port, then closes when nothing listens in the container.
+NOTHING_LISTENS = ("connection refused", "connection closed without an answer")
 
 
 class NotYet(Exception):
     """The container is alive but not healthy yet."""
 
 
-def http_ok(port: int, path: str, timeout: float = 2.0) -> bool:
-    """True when the app answers 2xx or 3xx on 127.0.0.1:port (redirects are not followed)."""
-    connection = http.client.HTTPConnection(engine.LOOPBACK, port, timeout=timeout)
-    try:
-        connection.request("GET", path, headers={"User-Agent": "zdd-health"})
-        return 200 <= connection.getresponse().status < 400
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
+class HttpProbe:
+    """GET path on 127.0.0.1:port; healthy on 2xx or 3xx (redirects are not followed).
+    Remembers what the last failed probe got, for the error message."""
+
+    def __init__(self, port: int, path: str, timeout: float = 2.0):
+        self.port, self.path, self.timeout = port, path, timeout
+        self.last_failure = "no probe yet"
+
+    def __call__(self) -> bool:
+        connection = http.client.HTTPConnection(engine.LOOPBACK, self.port, timeout=self.timeout)
+        try:
+            connection.request("GET", self.path, headers={"User-Agent": "zdd-health"})
+            status = connection.getresponse().status
+            self.last_failure = f"HTTP {status}"
+            return 200 <= status < 400
+        except (OSError, http.client.HTTPException) as error:
+            self.last_failure = _describe(error)
+            return False
+        finally:
+            connection.close()
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, (http.client.RemoteDisconnected, ConnectionResetError)):
+        return "connection closed without an answer"
+    return type(error).__name__
 
 
 def wait_until_healthy(container, probe: Callable[[], bool] | None, timeout: float,

@@ -119,6 +119,15 @@ def deploy_lock(app_dir: Path, emit: Callable[[str], None], timeout: float = 180
 
 
 @contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing), waiting for it."""
+    with open(path, "a+") as handle:
+        own_like_parent(path)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+@contextlib.contextmanager
 def lock_if_free(app_dir: Path) -> Iterator[bool]:
     """Hold the app's deploy lock if no deploy holds it; yields whether it does."""
     handle = open(app_dir / LOCK_FILE, "a+")

@@ -113,3 +113,50 @@ def test_first_deploy_without_dockerfile_leaves_nothing_and_says_so(server, new_
     assert server.status(app)["sha"] is None
     assert docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"}) == []
     assert server.server_ref(app, "refs/heads/main") is None
+
+
+def test_an_app_that_listens_on_another_port_is_named_as_such(server, new_app, docker_client):
+    app, site, repo = new_app
+    v1 = deploy_v1(server, app, site, repo)
+    caddyfile = server.caddyfile.read_text()
+
+    repo.commit("v2", dockerfile=app_dockerfile(healthcheck=None, cmd="exec /bin/busybox httpd -f -p 9000 -h /www"),
+                zdd_toml="health_timeout = 3\n")
+    result = repo.push("main")
+
+    expect(result.stderr, "nothing listened on its port 8000, from the image's EXPOSE",
+           "set `port` in zdd.toml")
+    assert_v1_untouched(server, app, site, v1, caddyfile, docker_client)
+
+
+def test_healthy_then_crashing_right_after_the_switch_goes_back_to_v1(server, new_app, docker_client):
+    app, site, repo = new_app
+    v1 = deploy_v1(server, app, site, repo)
+    caddyfile = server.caddyfile.read_text()
+
+    crash_soon = "/bin/busybox httpd -p 8000 -h /www; /bin/busybox sleep 4; echo out of memory; exit 137"
+    repo.commit("v2", dockerfile=app_dockerfile(cmd=crash_soon), zdd_toml="watch_seconds = 10\n")
+    result = repo.push("main")
+
+    expect(result.stderr, "Watching the new container for 10s",
+           "zdd: error: the new container crashed", "traffic went back to the previous version",
+           "out of memory")
+    assert_v1_untouched(server, app, site, v1, caddyfile, docker_client)
+
+
+def test_a_build_that_would_fill_the_disk_is_refused_before_it_starts(server, new_app, docker_client):
+    app, site, repo = new_app
+    v1 = deploy_v1(server, app, site, repo)
+    caddyfile = server.caddyfile.read_text()
+    settings = server.root / "settings.json"
+    original = settings.read_text()
+    settings.write_text(original.replace('"caddy_admin"', '"min_free_mb": 1000000000, "caddy_admin"'))
+    try:
+        repo.commit("v2")
+        result = repo.push("main")
+    finally:
+        settings.write_text(original)
+
+    expect(result.stderr, "zdd: error: not enough disk space to build:", "MB free in")
+    assert "Building image" not in result.stderr
+    assert_v1_untouched(server, app, site, v1, caddyfile, docker_client)
