@@ -24,7 +24,7 @@ def read(app_dir: Path) -> dict[str, str]:
 def parse_assignment(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep:
-        raise InvalidInput(f"expected KEY=VALUE, got {key!r} (the value is not shown)")
+        raise InvalidInput("expected KEY=VALUE: an argument has no '=' (it is not shown, in case it is a secret)")
     check_key(key)
     if "\0" in value:
         raise InvalidInput(f"the value of {key} holds a NUL byte")
