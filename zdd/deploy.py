@@ -82,7 +82,7 @@ def _deploy_locked(server, settings, live, sha, ref, deploy_id, timer, client) -
                                               appenv.read(server.app_dir(app)))
     upstream = f"{engine.LOOPBACK}:{host_port}"
     try:
-        _health_gate(container, image, host_port, upstream, repo_config, timer, f"{port}, from {source}")
+        _health_gate(client, container, image, host_port, upstream, repo_config, timer, f"{port}, from {source}")
         with timer.step("switch", f"Switching traffic to slot {slot} ({upstream})"):
             _switch(server, settings, slot, timer.emit)
         if live and repo_config.watch_seconds:
@@ -167,21 +167,24 @@ def _free_mb(folder: str) -> float | None:
     return stats.f_bavail * stats.f_frsize / 1e6
 
 
-def _health_gate(container, image, host_port, upstream, repo_config, timer, app_port: str) -> None:
-    uses_docker_health = engine.has_healthcheck(image)
-    how = "Docker HEALTHCHECK" if uses_docker_health else f"GET {repo_config.health_path} on {upstream}"
+def _health_gate(client, container, image, host_port, upstream, repo_config, timer, app_port: str) -> None:
+    command = engine.health_command(image)
+    how = "Docker HEALTHCHECK" if command else f"GET {repo_config.health_path} on {upstream}"
     with timer.step("health", f"Waiting for health ({how}, up to {repo_config.health_timeout:.0f}s)"):
-        probe = None if uses_docker_health else health.HttpProbe(host_port, repo_config.health_path)
+        if command:
+            probe = engine.HealthCommandProbe(client, container, command)
+        else:
+            probe = health.HttpProbe(host_port, repo_config.health_path)
         try:
             health.wait_until_healthy(container, probe, repo_config.health_timeout,
-                                      repo_config.health_interval, timer.emit)
+                                      repo_config.health_interval, timer.emit, docker_health=bool(command))
         except ContainerFailed as error:
-            if probe and probe.last_failure in health.NOTHING_LISTENS:
+            if command:
+                raise
+            if probe.last_failure in health.NOTHING_LISTENS:
                 raise ContainerFailed(f"{error}: nothing listened on its port {app_port}; if the app "
                                       "listens on another port, set `port` in zdd.toml") from None
-            if probe:
-                raise ContainerFailed(f"{error}: the last probe got {probe.last_failure}") from None
-            raise
+            raise ContainerFailed(f"{error}: the last probe got {probe.last_failure}") from None
         engine.keep_running(container)
 
 

@@ -49,11 +49,12 @@ def _describe(error: Exception) -> str:
     return type(error).__name__
 
 
-def wait_until_healthy(container, probe: Callable[[], bool] | None, timeout: float,
-                       interval: float, emit: Emit) -> None:
+def wait_until_healthy(container, probe: Callable[[], bool], timeout: float, interval: float,
+                       emit: Emit, docker_health: bool) -> None:
     """Return once healthy; raise ContainerFailed if it exits, turns unhealthy or times out.
 
-    With ``probe`` None, Docker's health status decides; otherwise the probe does.
+    Healthy: the probe passes, or (``docker_health``) Docker reports healthy. Docker
+    reporting unhealthy fails at once.
     """
     started = time.monotonic()
     last_report = [started]
@@ -62,12 +63,9 @@ def wait_until_healthy(container, probe: Callable[[], bool] | None, timeout: flo
         now = engine.state(container)
         if now["status"] != "running" or now["restarting"]:
             raise ContainerFailed(f"the new container stopped (exit code {now['exit_code']}) before it was healthy")
-        if probe is None:
-            if now["health"] == "unhealthy":
-                raise ContainerFailed("the new container's HEALTHCHECK reports unhealthy")
-            healthy = now["health"] == "healthy"
-        else:
-            healthy = probe()
+        if docker_health and now["health"] == "unhealthy":
+            raise ContainerFailed("the new container's HEALTHCHECK reports unhealthy")
+        healthy = (docker_health and now["health"] == "healthy") or probe()
         if not healthy:
             if time.monotonic() - last_report[0] >= PROGRESS_EVERY:
                 last_report[0] = time.monotonic()
