@@ -85,6 +85,7 @@ def _deploy_locked(server, settings, live, sha, ref, deploy_id, timer, client) -
         _health_gate(client, container, image, host_port, upstream, repo_config, timer, f"{port}, from {source}")
         with timer.step("switch", f"Switching traffic to slot {slot} ({upstream})"):
             _switch(server, settings, slot, timer.emit)
+        timer.emit(f"    serving {sha[:12]} now, {sum(timer.durations.values()):.1f}s after the deploy began")
         if live and repo_config.watch_seconds:
             with timer.step("watch", f"Watching the new container for {repo_config.watch_seconds:g}s, "
                                      f"ready to switch back to {live['sha'][:12]}"):
