@@ -163,3 +163,17 @@ def test_retention_keeps_the_newest_images_and_rebuilds_a_pruned_one(server, tmp
     assert http_get(site) == (200, "v1")
     images = {i.labels["zdd.sha"] for i in docker_client.images.list(filters={"label": "zdd.app=keep-two"})}
     assert images == {shas[0], shas[3]}, "the live one and the previous one stay"
+
+
+def test_logs_show_the_live_container_and_destroy_asks_first(server, new_app):
+    app, site, repo = new_app
+    repo.commit("v1", dockerfile=app_dockerfile(cmd="echo booting v1; exec /bin/busybox httpd -f -p 8000 -h /www"))
+    assert repo.push("main").returncode == 0
+
+    logs = server.zdd("logs", app, "--tail", "5")
+    unconfirmed = server.zdd("destroy", app)
+
+    assert logs.returncode == 0 and "booting v1" in logs.stdout, logs.stderr
+    assert unconfirmed.returncode != 0
+    expect(unconfirmed.stderr, "needs confirmation", "--yes")
+    assert http_get(site) == (200, "v1")
