@@ -6,6 +6,9 @@ import os
 import sys
 import traceback
 
+import docker.errors
+import requests.exceptions
+
 from zdd import __version__, appenv, config, deploy, engine, gitrepo, hook, install, ops, state
 from zdd.errors import GitError, InvalidInput, ZddError
 
@@ -218,6 +221,9 @@ def main(argv=None) -> int:
         return args.func(config.load_server(args.root), args)
     except ZddError as error:
         return _fail(str(error))
+    except (docker.errors.DockerException, requests.exceptions.ConnectionError) as error:
+        return _fail(f"the Docker engine failed or went away ({type(error).__name__}: {error}): "
+                     "check that dockerd runs, then push again")
     except KeyboardInterrupt:
         return _fail("interrupted")
     except Exception as error:  # a bug, or an engine error zdd has no name for

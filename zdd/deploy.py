@@ -91,8 +91,7 @@ def _deploy_locked(server, settings, live, sha, ref, deploy_id, timer, client) -
                                      f"ready to switch back to {live['sha'][:12]}"):
                 _watch(server, app, container, live["slot"], repo_config.watch_seconds)
     except Exception:
-        _report_failure(container, timer.emit)
-        engine.remove(container)
+        _discard(container, timer.emit)
         raise
     old = engine.get_container(client, live and live.get("container_id"))
     if old is not None:
@@ -257,6 +256,18 @@ def _sites(server, including: str | None) -> list[caddy.Site]:
     return sites
 
 
+def _discard(container, emit: Emit) -> None:
+    """Show why the new container failed, then remove it. If the engine cannot be reached,
+    say so and leave the cleanup to the next deploy (or `zdd status`): the cause of the
+    failure stays the error that is reported."""
+    try:
+        _report_failure(container, emit)
+        engine.remove(container)
+        emit("    removed the new container")
+    except Exception as error:  # the engine itself failing, e.g. restarting
+        emit(f"    could not remove the new container ({type(error).__name__}): the next deploy will")
+
+
 def _report_failure(container, emit: Emit) -> None:
     logs = engine.logs_tail(container)
     health_log = engine.health_log(container)
@@ -268,7 +279,6 @@ def _report_failure(container, emit: Emit) -> None:
         emit("    its health checks:")
         for line in health_log:
             emit(f"      {line}")
-    emit("    removed the new container")
 
 
 def _retire(server, old, old_upstream: str, repo_config, emit: Emit) -> None:
