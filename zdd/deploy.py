@@ -95,8 +95,11 @@ def _deploy_locked(server, settings, live, sha, ref, deploy_id, timer, client) -
         raise
     old = engine.get_container(client, live and live.get("container_id"))
     if old is not None:
-        with timer.step("drain", f"Draining {old.name}, then stopping it"):
-            _retire(server, old, live["upstream"], repo_config, timer.emit)
+        with timer.step("drain", f"Draining {old.name}"):
+            _drain(server, live["upstream"], repo_config, timer.emit)
+        with timer.step("stop", None):
+            engine.stop_and_remove(old, repo_config.stop_timeout)
+            timer.emit(f"    stopped and removed {old.name}")
     return state.live_record(app, sha, ref, names.image_tag(app, sha), container, slot, upstream, port,
                              deploy_id, reused)
 
@@ -281,15 +284,13 @@ def _report_failure(container, emit: Emit) -> None:
             emit(f"      {line}")
 
 
-def _retire(server, old, old_upstream: str, repo_config, emit: Emit) -> None:
+def _drain(server, old_upstream: str, repo_config, emit: Emit) -> None:
     outcome, waited = drain.wait_for_drain(lambda: caddy.in_flight(server.caddy_admin, old_upstream),
                                            repo_config.drain_timeout)
     if outcome == "timeout":
         emit(f"    requests still in flight on the old container after {waited:.1f}s: stopping it anyway")
     elif outcome == "unknown":
         emit(f"    Caddy's admin API did not report requests in flight: waited {waited:.1f}s")
-    engine.stop_and_remove(old, repo_config.stop_timeout)
-    emit(f"    stopped and removed {old.name}")
 
 
 def prune_images(client, app_dir, app: str, protected: set, keep: int, emit: Emit) -> None:

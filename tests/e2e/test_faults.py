@@ -14,7 +14,9 @@ pytestmark = pytest.mark.e2e
 KILL_POINTS = {
     "config": "v1", "build": "v1", "start": "v1", "health": "v1",
     "switch": "v1",   # the old container still runs: traffic goes back to what the state names
-    "drain": "v2",    # the old one is gone and v2 serves: the state adopts v2
+    "watch": "v1",
+    "drain": "v1",
+    "stop": "v2",     # the old one is gone and v2 serves: the state adopts v2
     "record": "v2",
 }
 
@@ -37,7 +39,7 @@ def test_killed_after_each_step_then_repaired(server, new_app, docker_client, st
     assert http_get(site) == (200, expected)
     containers = docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"})
     assert [c.name for c in containers] == [server.status(app)["container"]]
-    if step in ("start", "health", "switch"):
+    if step in ("start", "health", "switch", "watch", "drain"):
         expect(status.stderr, "left over from an interrupted deploy")
 
     v3 = repo.commit("v3")
