@@ -4,7 +4,17 @@ import http.client
 import threading
 import time
 from collections import Counter
+from typing import NamedTuple
 from urllib.parse import urlsplit
+
+
+class Record(NamedTuple):
+    """One request as the client saw it (after its one retry, if any); times from time.monotonic()."""
+
+    started: float
+    finished: float
+    ok: bool
+    text: str  # the body when ok, else what went wrong
 
 
 class KeepAliveClient(threading.Thread):
@@ -12,7 +22,8 @@ class KeepAliveClient(threading.Thread):
 
     strict: every error is a failure. retrying: a request whose *reused* connection
     closed before any response byte is sent once more on a new connection (as browsers,
-    curl and Go do); only what still fails counts.
+    curl and Go do); only what still fails counts. Every request is also kept in
+    ``records``, with its start and end time, for the benchmark's windows.
     """
 
     def __init__(self, url: str, path: str = "/", retrying: bool = True, pause: float = 0.01):
@@ -24,12 +35,17 @@ class KeepAliveClient(threading.Thread):
         self.failures: list[str] = []
         self.requests = 0
         self.latencies: list[float] = []
+        self.records: list[Record] = []
         self._stop_event = threading.Event()
         self._connection = None
         self._used = False
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Ask the loop to end after the request in flight, without waiting for it."""
         self._stop_event.set()
+
+    def stop(self) -> None:
+        self.halt()
         self.join(timeout=30)
 
     def run(self) -> None:
@@ -38,12 +54,15 @@ class KeepAliveClient(threading.Thread):
             outcome = self._request_once()
             if outcome is None and self.retrying:
                 outcome = self._request_once()
+            finished = time.monotonic()
             self.requests += 1
-            self.latencies.append(time.monotonic() - started)
-            if isinstance(outcome, tuple) and outcome[0] == 200:
+            self.latencies.append(finished - started)
+            ok = isinstance(outcome, tuple) and outcome[0] == 200
+            if ok:
                 self.bodies[outcome[1]] += 1
             else:
                 self.failures.append(str(outcome))
+            self.records.append(Record(started, finished, ok, outcome[1] if ok else _describe(outcome)))
             time.sleep(self.pause)
         if self._connection:
             self._connection.close()
@@ -72,3 +91,11 @@ class KeepAliveClient(threading.Thread):
     def _reset(self) -> None:
         self._connection.close()
         self._connection = None
+
+
+def _describe(outcome) -> str:
+    if outcome is None:
+        return "reused connection closed before any response"
+    if isinstance(outcome, tuple):
+        return f"HTTP {outcome[0]}"
+    return outcome

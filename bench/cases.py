@@ -1,0 +1,196 @@
+"""The ways of deploying the same two versions (bodies v1 and v2) that the benchmark compares.
+
+Each case's ``setup`` puts v1 (then, for zdd, v2) live behind Caddy, unmeasured; each
+``next_deploy`` returns the body the deploy will bring and the deploy action, which
+blocks for as long as the deploy's own command does; ``details`` then says what the
+deploy tool recorded about it (zdd's step durations), outside the measured time.
+"""
+
+import time
+from pathlib import Path
+
+import lab
+
+BENCH = Path(__file__).resolve().parent
+VERSIONS = ("v1", "v2")
+
+
+def other(body: str) -> str:
+    return VERSIONS[1 - VERSIONS.index(body)]
+
+
+def _script(*args) -> dict:
+    done = lab.run([str(a) for a in args])
+    if done.returncode != 0:
+        raise RuntimeError(f"{Path(args[0]).name} failed: {done.stderr.strip() or done.stdout.strip()}")
+    return {}
+
+
+class Baseline:
+    def details(self) -> dict:
+        return {}
+
+
+class Naive(Baseline):
+    """Stop the old container, start the new one on the same port (bench/naive-deploy.sh)."""
+
+    title = "naive: stop old, start new"
+
+    def __init__(self, env, images: dict[str, str]):
+        self.env, self.images = env, images
+        self.name = f"{lab.PREFIX}-naive"
+        self.port = lab.free_port()
+        self.caddy = lab.Caddy(env.folder / "caddy-naive")
+        self.site = f"http://127.0.0.1:{lab.free_port()}"
+        self.live = VERSIONS[0]
+
+    def setup(self) -> None:
+        lab.run_container(self.env.docker, self.images[self.live], self.name, self.port)
+        self.caddy.start(lab.site_block(self.site, self.port))
+        self.env.processes.append(self.caddy)
+        self.env.wait_serving(self.site, self.live)
+
+    def next_deploy(self):
+        self.live = other(self.live)
+        return self.live, lambda: _script(BENCH / "naive-deploy.sh", self.name, self.images[self.live], self.port)
+
+
+class Blog(Baseline):
+    """The seed blog's blue/green script: fixed ports, Docker healthy, sed, caddy reload, stop."""
+
+    def __init__(self, env, images: dict[str, str], variant: str):
+        self.env, self.images = env, images
+        self.title = "blog: blue/green + caddy reload" + (", app ignores SIGTERM" if variant else "")
+        self.name = f"{lab.PREFIX}-blog{variant}"
+        self.ports = {"blue": lab.free_port(), "green": lab.free_port()}
+        self.caddy = lab.Caddy(env.folder / f"caddy-blog{variant}")
+        self.site = f"http://127.0.0.1:{lab.free_port()}"
+        self.live = VERSIONS[0]
+
+    def setup(self) -> None:
+        lab.run_container(self.env.docker, self.images[self.live], f"{self.name}-blue", self.ports["blue"])
+        self.caddy.start(lab.site_block(self.site, self.ports["blue"]))
+        self.env.processes.append(self.caddy)
+        self.env.wait_serving(self.site, self.live)
+
+    def next_deploy(self):
+        self.live = other(self.live)
+        return self.live, lambda: _script(
+            BENCH / "blog-deploy.sh", self.name, self.images[self.live], self.caddy.caddyfile,
+            self.caddy.admin, self.ports["blue"], self.ports["green"])
+
+
+class ZddApp:
+    """One app on the zdd server and its working copy; shared by the cases that push to it."""
+
+    def __init__(self, env, app: str, ignore_term: bool):
+        self.env, self.app = env, app
+        self.site = f"http://127.0.0.1:{lab.free_port()}"
+        self.copy = None
+        self.ignore_term = ignore_term
+        self.deployed: list[tuple[str, str]] = []  # (sha, body) in the order they went live
+
+    def setup(self) -> None:
+        if self.copy:
+            return
+        server = self.env.zdd_server()
+        server.install(self.app, self.site)
+        self.copy = lab.WorkingCopy(self.env.folder / f"work-{self.app}", server.repo(self.app),
+                                    self.env.start_delay, self.ignore_term)
+        for body in VERSIONS:  # the first deploy reloads Caddy; the second shows a routine one
+            self.push_commit(body)
+        self.env.wait_serving(self.site, VERSIONS[1])
+
+    @property
+    def live(self) -> str:
+        return self.deployed[-1][1]
+
+    def push_commit(self, body: str) -> dict:
+        sha = self.copy.commit(body)
+        return self._push(sha, body, "main")
+
+    def push_tag(self, sha: str, body: str) -> dict:
+        tag = f"rollback-{len(self.deployed)}"
+        self.copy.git("tag", tag, sha)
+        return self._push(sha, body, tag)
+
+    def _push(self, sha: str, body: str, refspec: str) -> dict:
+        """Push; return when each of zdd's `==>` lines reached the pusher, and whether Caddy reloaded."""
+        status, lines = self.copy.push(refspec)
+        output = "\n".join(text for _, text in lines)
+        if status != 0 or "is live at" not in output:
+            raise RuntimeError(f"git push {refspec} did not deploy:\n{output}")
+        self.deployed.append((sha, body))
+        return {"caddy_reloaded": "Caddyfile changed" in output,
+                "push_timeline": [(t, text.removeprefix("remote: ==> ")) for t, text in lines
+                                  if text.startswith("remote: ==> ")]}
+
+    def details(self) -> dict:
+        sha = self.deployed[-1][0]
+        entry = self.env.zdd_server().last_deploy(self.app)
+        if entry["sha"] != sha or entry["outcome"] != "live":
+            raise RuntimeError(f"zdd history does not show {sha[:12]} live: {entry}")
+        return {"zdd_steps": entry["steps"], "image_reused": entry["image_reused"]}
+
+
+class ZddPush:
+    """`git push production main` of a new commit: zdd builds, health-gates, flips, drains."""
+
+    def __init__(self, app: ZddApp):
+        self.app = app
+        self.title = "zdd: git push" + (", app ignores SIGTERM" if app.ignore_term else "")
+        self.site = app.site
+
+    def setup(self) -> None:
+        self.app.setup()
+
+    def next_deploy(self):
+        body = other(self.app.live)
+        return body, lambda: self.app.push_commit(body)
+
+    def details(self) -> dict:
+        return self.app.details()
+
+
+class ZddRollback:
+    """Push a new tag naming the previous live commit: its image exists, so nothing builds."""
+
+    title = "zdd: rollback by tag"
+
+    def __init__(self, app: ZddApp):
+        self.app = app
+        self.site = app.site
+
+    def setup(self) -> None:
+        self.app.setup()
+
+    def next_deploy(self):
+        sha, body = self.app.deployed[-2]
+        return body, lambda: self.app.push_tag(sha, body)
+
+    def details(self) -> dict:
+        return self.app.details()
+
+
+class Steady:
+    """No deploy: the same load on zdd's site for as long as a deploy takes, as a control."""
+
+    title = "no deploy (control, zdd's site)"
+    seconds = 6.0
+
+    def __init__(self, app: ZddApp):
+        self.app = app
+        self.site = app.site
+
+    def setup(self) -> None:
+        self.app.setup()
+
+    def next_deploy(self):
+        return self.app.live, self._idle
+
+    def _idle(self) -> dict:
+        time.sleep(self.seconds)
+        return {"push_to_serving_s": None}  # nothing new to serve
+
+    def details(self) -> dict:
+        return {}

@@ -1,0 +1,198 @@
+"""The benchmark's fixtures: Caddy servers, a zdd server set up by install.sh, the
+developer's git working copy, and Docker helpers. Everything it creates is named
+``zdd-bench...`` (containers, images) or lives in one temporary folder."""
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import docker
+import docker.errors
+
+import testapp
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+PREFIX = "zdd-bench"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(cmd: list[str], timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+    except OSError as error:
+        return 0, str(error)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+class Caddy:
+    """`caddy run` on a Caddyfile of our own, admin API on a free loopback port."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.caddyfile = folder / "Caddyfile"
+        self.admin = f"127.0.0.1:{free_port()}"
+        self.process = None
+
+    def start(self, sites: str = "") -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.caddyfile.write_text(f"{{\n\tadmin {self.admin}\n}}\n{sites}")
+        home = self.folder / "home"
+        home.mkdir(exist_ok=True)
+        env = {**os.environ, "HOME": str(home), "XDG_DATA_HOME": str(home), "XDG_CONFIG_HOME": str(home)}
+        with open(self.folder / "caddy.log", "ab") as log:
+            self.process = subprocess.Popen(
+                ["caddy", "run", "--config", str(self.caddyfile), "--adapter", "caddyfile"],
+                stdout=log, stderr=subprocess.STDOUT, env=env)
+        if not wait_for(lambda: http_get(f"http://{self.admin}/config/")[0] == 200, timeout=15):
+            raise RuntimeError(f"Caddy did not start: see {self.folder / 'caddy.log'}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+
+
+def site_block(site: str, upstream_port: int) -> str:
+    return f"{site} {{\n\treverse_proxy 127.0.0.1:{upstream_port}\n}}\n"
+
+
+class ZddServer:
+    """A zdd server in ``folder``, set up with the checkout's install.sh, with its own Caddy."""
+
+    def __init__(self, folder: Path):
+        self.root = folder / "zdd"
+        self.caddy = Caddy(folder / "caddy-zdd")
+        self.env = {**os.environ, "ZDD_ROOT": str(self.root), "ZDD_CADDYFILE": str(self.caddy.caddyfile),
+                    "ZDD_CADDY_ADMIN": self.caddy.admin}
+
+    def install(self, app: str, site: str) -> None:
+        done = run(["bash", str(CHECKOUT / "install.sh"), app, "--domain", site], timeout=600, env=self.env)
+        if done.returncode != 0:
+            raise RuntimeError(f"install.sh {app} failed:\n{done.stdout}{done.stderr}")
+
+    def repo(self, app: str) -> Path:
+        return self.root / f"{app}.git"
+
+    def last_deploy(self, app: str) -> dict:
+        done = run([str(self.root / "bin" / "zdd"), "history", app, "--json"], env={"PATH": "/usr/bin:/bin"})
+        if done.returncode != 0:
+            raise RuntimeError(f"zdd history {app} failed: {done.stderr}")
+        return json.loads(done.stdout)[-1]
+
+
+class WorkingCopy:
+    """The developer's clone of the test app, with `production` pointing at zdd's bare repo."""
+
+    def __init__(self, path: Path, remote: Path, start_delay: float, ignore_term: bool):
+        self.path, self.start_delay, self.ignore_term = path, start_delay, ignore_term
+        path.mkdir(parents=True)
+        self.commits = 0
+        self.git("init", "-q", "-b", "main")
+        self.git("config", "user.email", "bench@example.com")
+        self.git("config", "user.name", "zdd bench")
+        self.git("remote", "add", "production", str(remote))
+
+    def git(self, *args: str) -> str:
+        done = run(["git", *args], cwd=self.path)
+        if done.returncode != 0:
+            raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr}")
+        return done.stdout.strip()
+
+    def commit(self, body: str) -> str:
+        """A new commit serving ``body``: a new SHA, so zdd builds (from Docker's layer cache)."""
+        self.commits += 1
+        testapp.write(self.path, body, self.start_delay, self.ignore_term)
+        (self.path / "REVISION").write_text(f"{self.commits}\n")  # not copied into the image
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", f"{body} (commit {self.commits})")
+        return self.git("rev-parse", "HEAD")
+
+    def push(self, *refspecs: str, timeout: float = 300) -> tuple[int, list[tuple[float, str]]]:
+        """`git push production ...`: its exit status and its output lines, each with the
+        seconds since the push started at which it arrived."""
+        started = time.monotonic()
+        process = subprocess.Popen(["git", "push", "production", *refspecs], cwd=self.path, text=True,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        watchdog = threading.Timer(timeout, process.kill)
+        watchdog.start()
+        try:
+            lines = [(round(time.monotonic() - started, 3), line.rstrip()) for line in process.stderr]
+            return process.wait(), lines
+        finally:
+            watchdog.cancel()
+
+
+def build_image(client: docker.DockerClient, context: Path, tag: str) -> None:
+    client.images.build(path=str(context), tag=tag, rm=True, forcerm=True, pull=False)
+
+
+def run_container(client: docker.DockerClient, image: str, name: str, host_port: int):
+    """Like `docker run -d --init -p 127.0.0.1:PORT:8000`, as the naive and blog scripts do."""
+    return client.containers.run(image, name=name, detach=True, init=True, labels={PREFIX: "setup"},
+                                 ports={f"{testapp.APP_PORT}/tcp": ("127.0.0.1", host_port)})
+
+
+def app_start_seconds(client: docker.DockerClient, image: str) -> float:
+    """The app's own start time: from its container running (`docker run -d` returned)
+    until the app first answers 200 on its port."""
+    port = free_port()
+    container = run_container(client, image, f"{PREFIX}-start-probe", port)
+    started = time.monotonic()
+    try:
+        if not wait_for(lambda: http_get(f"http://127.0.0.1:{port}/", timeout=0.5)[0] == 200, 60, 0.02):
+            raise RuntimeError(f"{image} never answered on port {port}")
+        return time.monotonic() - started
+    finally:
+        container.remove(force=True)
+
+
+def ours(name: str) -> bool:
+    return name.lstrip("/").startswith(PREFIX)
+
+
+def remove_all(client: docker.DockerClient) -> list[str]:
+    """Remove every container and image tag named zdd-bench*: this run's, or an interrupted one's."""
+    removed = []
+    for container in client.containers.list(all=True):
+        if ours(container.name):
+            container.remove(force=True)
+            removed.append(container.name)
+    for image in client.images.list():
+        for tag in image.tags:
+            if ours(tag):
+                try:
+                    client.images.remove(tag, force=True)
+                except docker.errors.ImageNotFound:
+                    pass
+                removed.append(tag)
+    return removed

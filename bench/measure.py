@@ -1,0 +1,124 @@
+"""Load through Caddy while one deploy runs, and the figures of that deploy.
+
+Times are time.monotonic(). t0 is when the deploy action starts; "serving" is when a
+client first got the new version's body; "done" is the later of the action's end and
+serving. Failures count from t0 until the load stops (a tail after done, so long
+requests that were in flight at the switch finish); latencies cover [t0, done].
+"The switch" is the first moment the deploy showed: the new body served, or a request
+failed, whichever came first; long requests in flight then are the ones a deploy must
+not lose.
+"""
+
+import math
+import statistics
+import time
+from typing import Callable
+
+import testapp
+from loadclient import KeepAliveClient, Record
+
+WARMUP = testapp.SLOW_SECONDS + 0.5  # every long-request client has one in flight at t0
+TAIL = testapp.SLOW_SECONDS + 0.5
+SERVING_TIMEOUT = 90.0
+LONG_PAUSE = 0.1
+
+
+class Load:
+    """``clients`` strict and ``clients`` retrying keep-alive clients on /, plus ``slow``
+    retrying clients on the 2 s endpoint, started a fraction of 2 s apart."""
+
+    def __init__(self, site: str, clients: int, slow: int, pause: float):
+        self.strict = [KeepAliveClient(site, retrying=False, pause=pause) for _ in range(clients)]
+        self.retrying = [KeepAliveClient(site, retrying=True, pause=pause) for _ in range(clients)]
+        self.slow = [KeepAliveClient(site, path=testapp.SLOW_PATH, retrying=True, pause=LONG_PAUSE)
+                     for _ in range(slow)]
+
+    def start(self) -> None:
+        for client in self.strict + self.retrying:
+            client.start()
+        for client in self.slow:
+            client.start()
+            time.sleep(testapp.SLOW_SECONDS / len(self.slow))
+
+    def stop(self) -> None:
+        everyone = self.strict + self.retrying + self.slow
+        for client in everyone:
+            client.halt()
+        for client in everyone:
+            client.join(timeout=30)
+
+    def first_served(self, body: str, since: float) -> float | None:
+        times = [r.finished for c in self.strict + self.retrying for r in list(c.records)
+                 if r.ok and r.text == body and r.finished >= since]
+        return min(times, default=None)
+
+
+def measure(site: str, action: Callable[[], dict], new_body: str, clients: int, slow: int,
+            pause: float) -> dict:
+    """Run ``action`` (the deploy) under load; return its figures and what it returned."""
+    load = Load(site, clients, slow, pause)
+    load.start()
+    time.sleep(WARMUP)
+    t0 = time.monotonic()
+    try:
+        outcome = action()
+        action_end = time.monotonic()
+        deadline = action_end + SERVING_TIMEOUT
+        while load.first_served(new_body, t0) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        serving = load.first_served(new_body, t0)
+        done = max(action_end, serving or action_end)
+        time.sleep(TAIL)
+    finally:
+        load.stop()
+    if serving is None:
+        raise RuntimeError(f"{new_body!r} was not served within {SERVING_TIMEOUT:.0f}s of the deploy's end")
+    # what the action returns comes last: it may blank a figure that does not apply to it
+    return {**figures(load, t0, serving, done), "push_to_serving_s": round(serving - t0, 3),
+            "action_s": round(action_end - t0, 3), **outcome}
+
+
+def figures(load: Load, t0: float, serving: float, done: float) -> dict:
+    strict, retrying, slow = (_records(group) for group in (load.strict, load.retrying, load.slow))
+    after = lambda records: [r for r in records if r.finished >= t0]
+    failed = lambda records: [r for r in after(records) if not r.ok]
+    strict_failed = failed(strict)
+    switch = min([serving, *(r.finished for r in failed(strict + retrying + slow))])
+    in_flight = [r for r in slow if r.started < switch <= r.finished]
+    window = (max(r.finished for r in strict_failed) - min(r.started for r in strict_failed)) if strict_failed else 0.0
+    during = [r.finished - r.started for r in strict + retrying if r.finished >= t0 and r.started <= done]
+    before = [r for r in strict + retrying + slow if r.finished < t0 and not r.ok]
+    return {
+        "strict_failed": len(strict_failed), "strict_requests": len(after(strict)),
+        "retrying_failed": len(failed(retrying)), "retrying_requests": len(after(retrying)),
+        "long_failed": len(failed(slow)), "long_requests": len(after(slow)),
+        "long_in_flight": len(in_flight), "long_in_flight_lost": sum(not r.ok for r in in_flight),
+        "failure_window_s": round(window, 3),
+        "latency_p50_ms": _ms(percentile(during, 50)), "latency_p99_ms": _ms(percentile(during, 99)),
+        "latency_max_ms": _ms(max(during, default=0.0)),
+        "failed_before_deploy": len(before),
+        "failure_samples": sorted({r.text[:120] for r in failed(strict + retrying + slow)})[:5],
+    }
+
+
+def _records(clients: list[KeepAliveClient]) -> list[Record]:
+    return [record for client in clients for record in client.records]
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def median_and_worst(values: list[float]) -> tuple[float, float] | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return statistics.median(values), max(values)

@@ -1,0 +1,103 @@
+"""Turn the per-deploy figures into the printed tables, the target verdicts and RESULTS.md."""
+
+import statistics
+
+from measure import median_and_worst
+
+ZDD_CASES = ("zdd", "zdd-rollback", "zdd-ignore-term")
+STEPS = ("config", "build", "start", "health", "switch", "drain")
+ROLLBACK_MARGIN = 1.5
+OVERHEAD_TARGET = 0.5
+
+# header, figure key, format of one number
+COLUMNS = [
+    ("strict failed", "strict_failed", "{:.0f}"),
+    ("retrying failed", "retrying_failed", "{:.0f}"),
+    ("long lost", "long_in_flight_lost", "{:.0f}"),
+    ("failure window s", "failure_window_s", "{:.2f}"),
+    ("p50 ms", "latency_p50_ms", "{:.0f}"),
+    ("p99 ms", "latency_p99_ms", "{:.0f}"),
+    ("max ms", "latency_max_ms", "{:.0f}"),
+    ("push-to-serving s", "push_to_serving_s", "{:.2f}"),
+    ("zdd overhead s", "zdd_overhead_s", "{:.2f}"),
+]
+
+
+def cell(deploys: list[dict], key: str, fmt: str) -> str:
+    """'median (worst)' of one figure over a case's deploys; '-' where it does not apply."""
+    summary = median_and_worst([d.get(key) for d in deploys])
+    if summary is None:
+        return "-"
+    median, worst = summary
+    return f"{fmt.format(median)} ({fmt.format(worst)})"
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
+    line = lambda values: "| " + " | ".join(str(v).ljust(w) for v, w in zip(values, widths)) + " |"
+    return [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)]
+
+
+def results_table(results: dict[str, list[dict]], titles: dict[str, str]) -> list[str]:
+    rows = [[titles[case], str(len(deploys)), *(cell(deploys, key, fmt) for _, key, fmt in COLUMNS)]
+            for case, deploys in results.items()]
+    return markdown_table(["case", "deploys", *(h for h, _, _ in COLUMNS)], rows)
+
+
+def steps_table(results: dict[str, list[dict]], titles: dict[str, str]) -> list[str]:
+    rows = []
+    for case, deploys in results.items():
+        if case in ZDD_CASES and deploys:
+            rows.append([titles[case], *(cell([d["zdd_steps"] for d in deploys], step, "{:.2f}") for step in STEPS)])
+    return markdown_table(["zdd steps, s: median (worst)", *STEPS], rows) if rows else []
+
+
+def requests_line(results: dict[str, list[dict]]) -> str:
+    deploys = [d for ds in results.values() for d in ds]
+    median = lambda key: statistics.median(d[key] for d in deploys)
+    return (f"Per deploy (median): {median('strict_requests') + median('retrying_requests'):.0f} short requests, "
+            f"{median('long_requests'):.0f} long ones, {median('long_in_flight'):.0f} long ones in flight at the switch.")
+
+
+def targets(results: dict[str, list[dict]], app_start: float) -> list[tuple[str, str, str]]:
+    """(verdict, target, evidence) for each of zdd's targets that this run measured."""
+    zdd = {case: results[case] for case in ZDD_CASES if results.get(case)}
+    if not zdd:
+        return []
+    deploys = [d for ds in zdd.values() for d in ds]
+    worst = lambda key: {case: max(d[key] for d in ds) for case, ds in zdd.items()}
+    verdict = lambda ok, target, evidence: ("MET" if ok else "MISSED", target, evidence)
+
+    retrying = worst("retrying_failed")
+    verdicts = [verdict(not any(retrying.values()), "retrying clients: 0 failed in every zdd deploy and rollback",
+                        _per_case("worst", retrying, "{:.0f}"))]
+    lost, failed = worst("long_in_flight_lost"), worst("long_failed")
+    verdicts.append(verdict(
+        not any(lost.values()) and not any(failed.values()),
+        "long requests: 0 lost in every zdd deploy, also when the app exits at once on SIGTERM",
+        f"lost of those in flight at the switch: {_per_case('worst', lost, '{:.0f}')}; "
+        f"failed at any time: {_per_case('worst', failed, '{:.0f}')}"))
+    strict = worst("strict_failed")
+    reloads = sum(d["caddy_reloaded"] for d in deploys)
+    verdicts.append(verdict(not any(strict.values()), "strict clients: 0 failed in every zdd deploy",
+                            f"{_per_case('worst', strict, '{:.0f}')}; Caddy reloaded in {reloads} "
+                            f"of {len(deploys)} measured zdd deploys"))
+    if zdd.get("zdd-rollback"):
+        limit = ROLLBACK_MARGIN + app_start
+        median, most = median_and_worst([d["push_to_serving_s"] for d in zdd["zdd-rollback"]])
+        verdicts.append(verdict(most <= limit, f"rollback by tag: push-to-serving within {ROLLBACK_MARGIN} s "
+                                f"+ app start ({app_start:.2f} s) = {limit:.2f} s, every time",
+                                f"median {median:.2f} s, worst {most:.2f} s"))
+    medians = {case: statistics.median(d["zdd_overhead_s"] for d in ds) for case, ds in zdd.items()}
+    verdicts.append(verdict(all(m < OVERHEAD_TARGET for m in medians.values()),
+                            f"zdd overhead (push-to-serving - build - start - health): median under "
+                            f"{OVERHEAD_TARGET} s", _per_case("median", medians, "{:.2f} s")))
+    return verdicts
+
+
+def _per_case(what: str, figures: dict[str, float], fmt: str) -> str:
+    return ", ".join(f"{case} {what} {fmt.format(value)}" for case, value in figures.items())
+
+
+def targets_lines(verdicts: list[tuple[str, str, str]]) -> list[str]:
+    return [f"- {verdict}: {target} ({evidence})" for verdict, target, evidence in verdicts]
