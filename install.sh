@@ -60,6 +60,14 @@ if [ -n "${missing// /}" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
 CADDY_BIN=$(command -v caddy)
+if [ -d /run/systemd/system ] && [ "$(id -u)" -eq 0 ]; then
+  # Both must come back after a reboot: Docker restarts the live containers, Caddy
+  # loads the Caddyfile zdd renders (ZDD_CADDYFILE is Debian's caddy.service's file).
+  for service in docker caddy; do
+    systemctl is-enabled --quiet "$service" 2>/dev/null || { systemctl enable --quiet "$service"; echo "enabled $service at boot"; }
+    systemctl is-active --quiet "$service" || { systemctl start "$service"; echo "started $service"; }
+  done
+fi
 docker version >/dev/null 2>&1 || echo "note: no Docker daemon answers yet: start it (systemctl start docker) before the first push"
 
 VENV=$ZDD_ROOT/venv

@@ -2,7 +2,6 @@
 deploy user (0600), passed to its containers. Values are never printed unless asked."""
 
 import json
-import os
 import re
 from pathlib import Path
 

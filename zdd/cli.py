@@ -9,7 +9,7 @@ import traceback
 import docker.errors
 import requests.exceptions
 
-from zdd import __version__, appenv, config, deploy, engine, gitrepo, hook, install, ops, state
+from zdd import __version__, appenv, config, deploy, engine, gitrepo, hook, install, ops, routing, state
 from zdd.errors import GitError, InvalidInput, ZddError
 
 
@@ -128,7 +128,7 @@ def cmd_env(server, args) -> int:
 
 
 def cmd_render(server, args) -> int:
-    outcome = deploy.refresh_caddyfile(server, emit, force=args.force)
+    outcome = routing.refresh_caddyfile(server, emit, force=args.force)
     if outcome == "unchanged":
         emit(f"{server.caddyfile} is up to date: nothing to reload")
     return 0

@@ -9,7 +9,7 @@ import tempfile
 import time
 from typing import Callable
 
-from zdd import appenv, caddy, config, drain, engine, gitrepo, health, names, recover, retention, slots, state
+from zdd import appenv, caddy, config, drain, engine, gitrepo, health, names, retention, routing, slots, state
 from zdd.errors import BuildFailed, ContainerFailed, GitError, ZddError
 
 Emit = Callable[[str], None]
@@ -38,7 +38,6 @@ def _injected_fault(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-
 def deploy(server: config.Server, app: str, sha: str, ref: str, emit: Emit, client=None) -> dict:
     """Deploy commit ``sha`` of ``app``; return the new live record. Raises ZddError on failure,
     in which case the old container and the Caddyfile are exactly as they were."""
@@ -47,7 +46,7 @@ def deploy(server: config.Server, app: str, sha: str, ref: str, emit: Emit, clie
     app_dir = server.app_dir(app)
     client = client or engine.connect()
     with state.deploy_lock(app_dir, emit):
-        live = reconcile(server, client, app, emit)
+        live = routing.reconcile(server, client, app, emit)
         deploy_id = secrets.token_hex(3)
         timer = StepTimer(emit)
         started_at = state.now_iso()
@@ -62,7 +61,10 @@ def deploy(server: config.Server, app: str, sha: str, ref: str, emit: Emit, clie
                                                image_reused=record["image_reused"]))
         total = sum(timer.durations.values())
         emit(f"==> {app} is live at {settings.domain}: {sha[:12]} ({ref}), deployed in {total:.1f}s")
-        prune_images(client, app_dir, app, {sha, live and live["sha"]}, settings.keep_images, emit)
+        try:
+            prune_images(client, app_dir, app, {sha, live and live["sha"]}, settings.keep_images, emit)
+        except Exception as error:  # the deploy is done: a failed clean-up must not fail it
+            emit(f"    could not prune old images ({type(error).__name__}: {error}): the next deploy tries again")
         return record
 
 
@@ -138,11 +140,11 @@ def _build_or_reuse(server, client, repo, app, sha, ref, timer, deployed_before:
 def _start_in_slot(server, client, image, name, port, slot, labels, env):
     """Start the container on the slot's port; if something else took that port, pick another."""
     app_dir = server.app_dir(labels["zdd.app"])
-    host_port = slot_ports(server, labels["zdd.app"])[slot]
+    host_port = routing.slot_ports(server, labels["zdd.app"])[slot]
     try:
         container = engine.start_container(client, image, name, port, host_port, labels, env)
     except engine.PortInUse:
-        host_port = slots.replace_port(app_dir, slot, _ports_of_other_apps(server, labels["zdd.app"]))
+        host_port = slots.replace_port(app_dir, slot, routing.ports_of_other_apps(server, labels["zdd.app"]))
         container = engine.start_container(client, image, name, port, host_port, labels, env)
     return container, host_port
 
@@ -194,27 +196,8 @@ def _health_gate(client, container, image, host_port, upstream, repo_config, tim
 def _switch(server, settings, slot: str, emit: Emit) -> None:
     """Load a new Caddyfile only if apps, addresses or ports changed; then flip the app's flag."""
     caddy.check_running(server.caddy_admin)
-    refresh_caddyfile(server, emit, including=settings.name)
-    caddy.route_to(flag_dir(server, settings.name), slot)
-
-
-CADDYFILE_OUTCOMES = {
-    "reloaded": "    Caddyfile changed: validated and reloaded",
-    "took over": "    Caddyfile written by zdd from now on (the one found is kept as {path}.before-zdd): reloaded",
-    "kept hand edit": "    Caddyfile was edited by hand: left as it is (zdd had nothing new to write)",
-}
-
-
-def refresh_caddyfile(server, emit: Emit, including: str | None = None, leaving: str | None = None,
-                      force: bool = False) -> str:
-    """Render the site of every live app (and of ``including``, about to be, but not of
-    ``leaving``); validate and reload only if that changed the Caddyfile."""
-    sites = [site for site in _sites(server, including) if site.app != leaving]
-    text = caddy.render(server.template_dir(), server.caddy_admin, sites, server.include_glob())
-    outcome = caddy.apply(server.caddy_bin, server.caddyfile, server.caddy_admin, text, force)
-    if outcome in CADDYFILE_OUTCOMES:
-        emit(CADDYFILE_OUTCOMES[outcome].format(path=server.caddyfile))
-    return outcome
+    routing.refresh_caddyfile(server, emit, including=settings.name)
+    caddy.route_to(routing.flag_dir(server, settings.name), slot)
 
 
 def _watch(server, app: str, container, old_slot: str, seconds: float) -> None:
@@ -223,40 +206,10 @@ def _watch(server, app: str, container, old_slot: str, seconds: float) -> None:
     while time.monotonic() < deadline:
         now = engine.state(container)
         if now["status"] != "running" or now["restarts"]:
-            caddy.route_to(flag_dir(server, app), old_slot)
+            caddy.route_to(routing.flag_dir(server, app), old_slot)
             raise ContainerFailed(f"the new container crashed (exit code {now['exit_code']}) right after "
                                   "the switch: traffic went back to the previous version")
         time.sleep(0.2)
-
-
-def flag_dir(server, app: str):
-    path = server.app_dir(app) / "route"
-    if not path.is_dir():
-        path.mkdir(mode=0o755)
-        state.own_like_parent(path)
-    return path
-
-
-def slot_ports(server, app: str) -> dict[str, int]:
-    return slots.ensure_ports(server.app_dir(app), _ports_of_other_apps(server, app))
-
-
-def _ports_of_other_apps(server, app: str) -> set[int]:
-    taken = set()
-    for other in server.app_names():
-        if other != app:
-            taken |= set((slots.read_ports(server.app_dir(other)) or {}).values())
-    return taken
-
-
-def _sites(server, including: str | None) -> list[caddy.Site]:
-    """Live apps' sites. They do not depend on which slot is live, only on the slots' ports."""
-    sites = []
-    for app in server.app_names():
-        ports = slots.read_ports(server.app_dir(app))
-        if ports and (app == including or state.read_live(server.app_dir(app))):
-            sites.append(caddy.Site(app, config.load_app(server, app).domain, str(flag_dir(server, app)), ports))
-    return sites
 
 
 def _discard(container, emit: Emit) -> None:
@@ -302,10 +255,6 @@ def prune_images(client, app_dir, app: str, protected: set, keep: int, emit: Emi
     if removed:
         freed = sum(image["size"] for image in removed) / 1e6
         emit(f"==> Pruned {len(removed)} old image(s) beyond the newest {keep}: about {freed:.1f} MB freed")
-
-
-def reconcile(server, client, app: str, emit: Emit) -> dict | None:
-    return recover.reconcile(server.app_dir(app), flag_dir(server, app), slot_ports(server, app), client, app, emit)
 
 
 def _history(app, sha, ref, deploy_id, started_at, timer, outcome, reason, image_reused=None) -> dict:

@@ -11,7 +11,7 @@ from typing import Callable
 
 import git
 
-from zdd import caddy, config, deploy, names, slots, state
+from zdd import caddy, config, names, routing, slots, state
 from zdd.errors import InvalidInput
 
 Emit = Callable[[str], None]
@@ -40,7 +40,7 @@ def init_app(root, app: str, domain: str, port, branch: str, emit: Emit, *, keep
     keep_images = keep_images or current.get("keep_images", 5)
     wanted = {"domain": domain, "port": port, "branch": branch, "keep_images": keep_images}
     if _write_if_changed(app_file, wanted, emit) and slots.read_ports(app_dir):
-        deploy.refresh_caddyfile(config.load_server(root), emit)
+        routing.refresh_caddyfile(config.load_server(root), emit)
     repo_path = root / f"{app}.git"
     if not (repo_path / "HEAD").exists():
         git.Repo.init(repo_path, bare=True, initial_branch=branch)

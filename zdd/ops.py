@@ -4,7 +4,7 @@ import shutil
 import time
 from typing import Callable, Iterator
 
-from zdd import config, deploy, engine, retention, state
+from zdd import config, deploy, engine, retention, routing, state
 from zdd.errors import ZddError
 
 Emit = Callable[[str], None]
@@ -39,7 +39,7 @@ def checked_live(server: config.Server, client, app: str, emit: Emit) -> dict | 
     app_dir = server.app_dir(app)
     with state.lock_if_free(app_dir) as free:
         if free:
-            return deploy.reconcile(server, client, app, emit)
+            return routing.reconcile(server, client, app, emit)
     emit(f"a deploy of {app} is running: this is the state recorded before it")
     return state.read_live(app_dir)
 
@@ -73,7 +73,7 @@ def destroy(server: config.Server, client, app: str, emit: Emit) -> None:
     config.load_app(server, app)
     app_dir = server.app_dir(app)
     with state.deploy_lock(app_dir, emit):
-        deploy.refresh_caddyfile(server, emit, leaving=app)
+        routing.refresh_caddyfile(server, emit, leaving=app)
         for container in engine.app_containers(client, app):
             engine.remove(container)
             emit(f"removed container {container.name}")

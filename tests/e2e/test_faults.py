@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import expect, http_get, run
+from conftest import expect, http_get
 
 pytestmark = pytest.mark.e2e
 

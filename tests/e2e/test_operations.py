@@ -1,9 +1,7 @@
 """Living with a server: several apps, env, concurrent pushes, killed deploys, retention."""
 
-import signal
 import subprocess
 import time
-from collections import Counter
 
 import pytest
 

@@ -1,0 +1,66 @@
+"""The server's services restarting: dockerd during and between deploys, and a simulated
+reboot (dockerd and Caddy stopped, then started). Named to run last: it restarts the engine."""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import app_dockerfile, expect, http_get, run, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def stop_dockerd() -> None:
+    pid = int(run(["pidof", "dockerd"]).stdout.split()[0])
+    os.kill(pid, 15)
+    assert wait_for(lambda: run(["pidof", "dockerd"]).returncode != 0, timeout=60), "dockerd did not stop"
+
+
+def start_dockerd() -> None:
+    subprocess.Popen(["dockerd"], stdout=open("/tmp/zdd-dockerd.log", "ab"), stderr=subprocess.STDOUT,
+                     start_new_session=True)
+    assert wait_for(lambda: run(["docker", "version"]).returncode == 0, timeout=60), "dockerd did not start"
+
+
+def test_a_simulated_reboot_brings_every_app_back_on_its_live_version(server, new_app, docker_client):
+    app, site, repo = new_app
+    repo.commit("v1")
+    assert repo.push("main").returncode == 0
+    v2 = repo.commit("v2")
+    assert repo.push("main").returncode == 0
+
+    server.stop_caddy()
+    stop_dockerd()
+    start_dockerd()
+    server.start_caddy()
+
+    assert wait_for(lambda: http_get(site) == (200, "v2"), timeout=60)
+    containers = docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"})
+    assert [c.name for c in containers] == [server.status(app)["container"]], "retired containers stay gone"
+    assert server.status(app)["sha"] == v2
+
+
+def test_dockerd_restarting_during_a_deploy_keeps_v1_and_the_next_push_recovers(server, new_app, docker_client):
+    app, site, repo = new_app
+    v1 = repo.commit("v1")
+    assert repo.push("main").returncode == 0
+    repo.commit("v2", dockerfile=app_dockerfile(start_delay=20))
+    push = subprocess.Popen(["git", "push", "production", "main"], cwd=repo.path,
+                            stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: len(docker_client.containers.list(filters={"label": f"zdd.app={app}"})) == 2,
+                    timeout=60)
+    time.sleep(1)
+
+    stop_dockerd()
+    start_dockerd()
+    output = push.communicate(timeout=120)[1]
+
+    expect(output, "zdd: error:", "Still serving")
+    assert wait_for(lambda: http_get(site) == (200, "v1"), timeout=60)
+    assert server.status(app)["sha"] == v1
+    assert len(docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"})) == 1
+    v3 = repo.commit("v3")
+    assert repo.push("main").returncode == 0
+    assert http_get(site) == (200, "v3") and server.status(app)["sha"] == v3
