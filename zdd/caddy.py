@@ -55,6 +55,11 @@ def render(template_dir: Path, admin: str, sites: list[Site], include_glob: str)
                                              include_glob=include_glob)
 
 
+def config_lock(caddyfile: Path):
+    """Held from rendering to loading, so apps deploying at once see each other's sites."""
+    return state.file_lock(caddyfile.with_name(f".{caddyfile.name}.zdd-lock"))
+
+
 def apply(caddy_bin: str, caddyfile: Path, admin: str, text: str, force: bool = False) -> str:
     """Make Caddy run ``text``; say what was done: "unchanged", "reloaded", "took over"
     (a Caddyfile zdd never wrote was backed up, then replaced), or "kept hand edit".
@@ -65,11 +70,6 @@ def apply(caddy_bin: str, caddyfile: Path, admin: str, text: str, force: bool = 
     loaded from a temporary file, which replaces the Caddyfile only once Caddy runs it:
     a rejected config leaves file and Caddy as they were.
     """
-    with state.file_lock(caddyfile.with_name(f".{caddyfile.name}.zdd-lock")):  # apps deploy at once
-        return _apply_locked(caddy_bin, caddyfile, admin, text, force)
-
-
-def _apply_locked(caddy_bin: str, caddyfile: Path, admin: str, text: str, force: bool) -> str:
     current = _read(caddyfile)
     if current == text:
         return "unchanged"

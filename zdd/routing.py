@@ -16,11 +16,14 @@ CADDYFILE_OUTCOMES = {
 
 def refresh_caddyfile(server, emit: Emit, including: str | None = None, leaving: str | None = None,
                       force: bool = False) -> str:
-    """Render the site of every live app (and of ``including``, about to be, but not of
-    ``leaving``); validate and reload only if that changed the Caddyfile."""
-    sites = [site for site in _sites(server, including) if site.app != leaving]
-    text = caddy.render(server.template_dir(), server.caddy_admin, sites, server.include_glob())
-    outcome = caddy.apply(server.caddy_bin, server.caddyfile, server.caddy_admin, text, force)
+    """Render the site of every published app (and of ``including``, about to go live, but
+    not of ``leaving``); validate and reload only if that changed the Caddyfile."""
+    with caddy.config_lock(server.caddyfile):
+        sites = [site for site in _sites(server, including) if site.app != leaving]
+        text = caddy.render(server.template_dir(), server.caddy_admin, sites, server.include_glob())
+        outcome = caddy.apply(server.caddy_bin, server.caddyfile, server.caddy_admin, text, force)
+        if including:
+            _mark_published(server, including)
     if outcome in CADDYFILE_OUTCOMES:
         emit(CADDYFILE_OUTCOMES[outcome].format(path=server.caddyfile))
     return outcome
@@ -46,12 +49,25 @@ def ports_of_other_apps(server, app: str) -> set[int]:
     return taken
 
 
+PUBLISHED = "published"
+
+
+def _mark_published(server, app: str) -> None:
+    """The app's site is in the Caddyfile now: a deploy of another app must keep it there
+    even before this app's deploy has recorded itself as live."""
+    marker = server.app_dir(app) / PUBLISHED
+    if not marker.exists():
+        marker.write_text("this app's site is in the Caddyfile\n")
+        state.own_like_parent(marker)
+
+
 def _sites(server, including: str | None) -> list[caddy.Site]:
-    """Live apps' sites. They do not depend on which slot is live, only on the slots' ports."""
+    """Published apps' sites. They do not depend on which slot is live, only on the slots' ports."""
     sites = []
     for app in server.app_names():
-        ports = slots.read_ports(server.app_dir(app))
-        if ports and (app == including or state.read_live(server.app_dir(app))):
+        app_dir = server.app_dir(app)
+        ports = slots.read_ports(app_dir)
+        if ports and (app == including or (app_dir / PUBLISHED).exists() or state.read_live(app_dir)):
             sites.append(caddy.Site(app, config.load_app(server, app).domain, str(flag_dir(server, app)), ports))
     return sites
 

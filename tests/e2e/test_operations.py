@@ -175,3 +175,23 @@ def test_logs_show_the_live_container_and_destroy_asks_first(server, new_app):
     assert unconfirmed.returncode != 0
     expect(unconfirmed.stderr, "needs confirmation", "--yes")
     assert http_get(site) == (200, "v1")
+
+
+def test_a_push_during_a_rollback_waits_for_it_then_deploys(server, new_app):
+    app, site, repo = new_app
+    repo.commit("v1", dockerfile=app_dockerfile(start_delay=3))
+    assert repo.push("main").returncode == 0
+    repo.commit("v2")
+    assert repo.push("main").returncode == 0
+    rollback = subprocess.Popen([str(server.root / "bin" / "zdd"), "rollback", app],
+                                stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # v1 takes 3 s to start: the rollback holds the lock for that long at least
+    v3 = repo.commit("v3")
+
+    push = repo.push("main")
+    rolled = rollback.communicate(timeout=120)[0]
+
+    assert rollback.returncode == 0 and "Rolling back to" in rolled
+    expect(push.stderr, "another deploy of this app is running", f"is live at {site}: {v3[:12]}")
+    assert http_get(site) == (200, "v3")
+    assert [e["outcome"] for e in server.history(app)][-2:] == ["live", "live"]

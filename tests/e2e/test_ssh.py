@@ -74,5 +74,8 @@ def test_push_over_ssh_as_a_deploy_user_without_root(ssh_server, tmp_path, docke
     assert history[-1]["by"] == USER and history[-1]["outcome"] == "live"
     app_dir = server.root / "apps" / "viassh"
     assert {p.stat().st_uid for p in app_dir.rglob("*")} == {uid}, "state files belong to the deploy user"
+    assert server.zdd("env", "viassh", "set", "TOKEN=for-the-deploy-user").returncode == 0
+    env_file = app_dir / "env.json"
+    assert env_file.stat().st_uid == uid and env_file.stat().st_mode & 0o777 == 0o600, "root wrote it for the user"
     again = server.install("viassh", "--domain", site, "--user", USER)
     assert again.returncode == 0 and "gave" not in again.stdout and "added" not in again.stdout
