@@ -133,57 +133,47 @@ class ZddApp:
         return {"zdd_steps": entry["steps"], "image_reused": entry["image_reused"]}
 
 
-class ZddPush:
-    """`git push production main` of a new commit: zdd builds, health-gates, flips, drains."""
+class OnZddApp:
+    """A case that deploys (or not) to one zdd app."""
 
     def __init__(self, app: ZddApp):
         self.app = app
-        self.title = "zdd: git push" + (", app ignores SIGTERM" if app.ignore_term else "")
         self.site = app.site
 
     def setup(self) -> None:
         self.app.setup()
+
+    def details(self) -> dict:
+        return self.app.details()
+
+
+class ZddPush(OnZddApp):
+    """`git push production main` of a new commit: zdd builds, health-gates, flips, drains."""
+
+    def __init__(self, app: ZddApp):
+        super().__init__(app)
+        self.title = "zdd: git push" + (", app ignores SIGTERM" if app.ignore_term else "")
 
     def next_deploy(self):
         body = other(self.app.live)
         return body, lambda: self.app.push_commit(body)
 
-    def details(self) -> dict:
-        return self.app.details()
 
-
-class ZddRollback:
+class ZddRollback(OnZddApp):
     """Push a new tag naming the previous live commit: its image exists, so nothing builds."""
 
     title = "zdd: rollback by tag"
-
-    def __init__(self, app: ZddApp):
-        self.app = app
-        self.site = app.site
-
-    def setup(self) -> None:
-        self.app.setup()
 
     def next_deploy(self):
         sha, body = self.app.deployed[-2]
         return body, lambda: self.app.push_tag(sha, body)
 
-    def details(self) -> dict:
-        return self.app.details()
 
-
-class Steady:
+class Steady(OnZddApp):
     """No deploy: the same load on zdd's site for as long as a deploy takes, as a control."""
 
     title = "no deploy (control, zdd's site)"
     seconds = 6.0
-
-    def __init__(self, app: ZddApp):
-        self.app = app
-        self.site = app.site
-
-    def setup(self) -> None:
-        self.app.setup()
 
     def next_deploy(self):
         return self.app.live, self._idle
