@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from loadclient import KeepAliveClient  # noqa: E402
+from probes import free_port  # noqa: E402
 
 APP = "hello"
 DEFAULT_DIR = Path("/tmp/zdd-demo")
@@ -27,12 +27,6 @@ DEFAULT_DIR = Path("/tmp/zdd-demo")
 
 def say(text: str) -> None:
     print(f"\n\033[1m### {text}\033[0m", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get(url: str) -> str:
