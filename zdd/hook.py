@@ -19,14 +19,14 @@ def handle_push(server: config.Server, app: str, stdin_text: str, emit: Emit, cl
         return 0
     repo = gitrepo.open_repo(server.repo_path(app))
     update = plan.deploy
-    live_before = state.read_live(server.app_dir(app))
     try:
         sha = gitrepo.resolve_commit(repo, update.new)
         deploy.deploy(server, app, sha, update.ref, emit, client=client)
         return 0
     except Exception:
-        _restore_ref(repo, update, settings.branch, state.read_live(server.app_dir(app)) or live_before, emit)
-        _say_what_serves(state.read_live(server.app_dir(app)), settings.domain, emit)
+        live = state.read_live(server.app_dir(app))  # after the deploy's own repair, if any
+        _restore_ref(repo, update, settings.branch, live, emit)
+        _say_what_serves(live, settings.domain, emit)
         raise
 
 

@@ -99,8 +99,7 @@ def read_history(app_dir: Path) -> list[dict]:
 @contextlib.contextmanager
 def deploy_lock(app_dir: Path, emit: Callable[[str], None], timeout: float = 1800) -> Iterator[None]:
     """Hold the app's deploy lock; wait in turn, saying so. The kernel frees it if we die."""
-    handle = open(app_dir / LOCK_FILE, "a+")
-    own_like_parent(app_dir / LOCK_FILE)
+    handle = _open_lock(app_dir)
     try:
         if not _try_lock(handle):
             emit(f"another deploy of this app is running ({_holder(handle)}): waiting for it to finish")
@@ -130,12 +129,17 @@ def file_lock(path: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def lock_if_free(app_dir: Path) -> Iterator[bool]:
     """Hold the app's deploy lock if no deploy holds it; yields whether it does."""
-    handle = open(app_dir / LOCK_FILE, "a+")
-    own_like_parent(app_dir / LOCK_FILE)
+    handle = _open_lock(app_dir)
     try:
         yield _try_lock(handle)
     finally:
         handle.close()
+
+
+def _open_lock(app_dir: Path):
+    handle = open(app_dir / LOCK_FILE, "a+")
+    own_like_parent(app_dir / LOCK_FILE)
+    return handle
 
 
 def _try_lock(handle) -> bool:
