@@ -9,7 +9,8 @@ import traceback
 import docker.errors
 import requests.exceptions
 
-from zdd import __version__, appenv, config, deploy, engine, gitrepo, hook, install, ops, routing, state
+from zdd import (__version__, appenv, config, deploy, engine, gitrepo, hook, install, oneoff, ops, processes,
+                 routing, state, storage)
 from zdd.errors import GitError, InvalidInput, ZddError
 
 
@@ -51,12 +52,18 @@ def previous_live(history: list[dict], live: dict | None) -> dict | None:
 
 
 def cmd_status(server, args) -> int:
-    live = ops.checked_live(server, engine.connect(), args.app, lambda line: print(line, file=sys.stderr))
+    client = engine.connect()
+    live = ops.checked_live(server, client, args.app, lambda line: print(line, file=sys.stderr))
+    table = ops.process_table(server, client, args.app, live)
     if args.json:
-        print(json.dumps(live or {"app": args.app, "sha": None}, indent=2, sort_keys=True))
+        print(json.dumps({**live, "process_table": table} if live else {"app": args.app, "sha": None},
+                         indent=2, sort_keys=True))
     elif live:
         print(f"{args.app}: {live['sha'][:12]} ({live['ref']}) live since {live['deployed_at']}")
         print(f"  container {live['container']} -> {live['upstream']}, image {live['image'][:60]}")
+        for name, row in table.items():
+            states = ", ".join(f"{c['name']} {c['health'] or c['status']}" for c in row["containers"]) or "none"
+            print(f"  {name}: {len(row['containers'])}/{row['wanted']} ({oneoff.shown(row['command'])}): {states}")
     else:
         print(f"{args.app}: nothing deployed yet")
     return 0
@@ -97,10 +104,14 @@ def cmd_apps(server, args) -> int:
         return 0
     if not rows:
         print("no apps yet: set one up with install.sh APP --domain ADDRESS")
+        return 0
+    print(f"{'APP':<20} {'SHA':<12} {'AGE':>8}  {'UPSTREAM':<16} {'HEALTH':<10} {'PROCESSES':<20} ADDRESS")
     for row in rows:
         sha = (row["sha"] or "-")[:12]
         age = _age(row["age_seconds"]) if row["age_seconds"] is not None else "-"
-        print(f"{row['app']:<20} {sha:<12} {age:>8}  {row['upstream'] or '-':<16} {row['health']:<10} {row['domain']}")
+        counts = " ".join(f"{name}={count}" for name, count in row["processes"].items()) or "-"
+        print(f"{row['app']:<20} {sha:<12} {age:>8}  {row['upstream'] or '-':<16} {row['health']:<10} "
+              f"{counts:<20} {row['domain']}")
     return 0
 
 
@@ -135,7 +146,7 @@ def cmd_render(server, args) -> int:
 
 
 def cmd_logs(server, args) -> int:
-    for text in ops.logs(server, engine.connect(), args.app, args.follow, args.tail):
+    for text in ops.logs(server, engine.connect(), args.app, args.follow, args.tail, args.process):
         sys.stdout.write(text)
         sys.stdout.flush()
     return 0
@@ -155,8 +166,49 @@ def cmd_destroy(server, args) -> int:
         if answer.strip() != args.app:
             emit("not destroyed")
             return 1
-    ops.destroy(server, engine.connect(), args.app, emit)
+    ops.destroy(server, engine.connect(), args.app, emit, with_storage=args.storage)
     return 0
+
+
+def cmd_scale(server, args) -> int:
+    client = engine.connect()
+    if args.counts:
+        ops.scale(server, client, args.app, processes.parse_scale(args.counts), emit)
+        return 0
+    config.load_app(server, args.app)
+    live = state.read_live(server.app_dir(args.app))
+    table = ops.process_table(server, client, args.app, live)
+    for name, row in table.items():
+        print(f"{name}={row['wanted']}  ({len(row['containers'])} running)")
+    if not table:
+        saved = processes.read_scale(server.app_dir(args.app))
+        print(" ".join(f"{name}={count}" for name, count in saved.items()) or f"{args.app}: nothing deployed yet")
+    return 0
+
+
+def cmd_storage(server, args) -> int:
+    if args.action in ("add", "remove") and len(args.items) != 1:
+        raise InvalidInput(f"zdd storage APP {args.action} takes one argument: "
+                           + ("NAME:/path/in/container or FOLDER:/path" if args.action == "add" else "NAME or /path"))
+    if args.action == "add":
+        ops.add_storage(server, engine.connect(), args.app, args.items[0], emit)
+    elif args.action == "remove":
+        ops.remove_storage(server, args.app, args.items[0], emit)
+    else:
+        config.load_app(server, args.app)
+        mounts = storage.read(server.app_dir(args.app))
+        for mount in mounts:
+            print(mount.describe())
+        if not mounts:
+            print(f"{args.app}: no storage (add some with zdd storage {args.app} add NAME:/path/in/container)")
+    return 0
+
+
+def cmd_run(server, args) -> int:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    extra = dict(appenv.parse_assignment(item) for item in args.env)
+    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    return oneoff.run(server, engine.connect(), args.app, command, args.process, extra, tty)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,12 +246,24 @@ def build_parser() -> argparse.ArgumentParser:
                             description="render the Caddyfile from the template now, and reload Caddy if it changed")
     render.add_argument("--force", action="store_true", help="overwrite edits made to the Caddyfile by hand")
     render.set_defaults(func=cmd_render)
-    logs = command("logs", cmd_logs, "print the live container's log")
+    logs = command("logs", cmd_logs, "print the log of the live version's containers (web, or --process)")
     logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("--process", default=processes.WEB, help="which process (default: web)")
     logs.add_argument("--tail", type=int, default=100, help="lines from the end (default 100)")
     command("restart", cmd_restart, "start the live SHA afresh, with no downtime (applies env changes)")
-    command("destroy", cmd_destroy, "remove an app: site, containers, images, repository, history").add_argument(
-        "--yes", action="store_true", help="do not ask for confirmation")
+    destroy = command("destroy", cmd_destroy, "remove an app: site, containers, images, repository, history")
+    destroy.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    destroy.add_argument("--storage", action="store_true", help="remove its storage (volumes, folders) too")
+    scale = command("scale", cmd_scale, "set how many containers of each process run (kept across deploys)")
+    scale.add_argument("counts", nargs="*", metavar="PROCESS=COUNT", help="e.g. worker=3 (0 stops it)")
+    mounts = command("storage", cmd_storage, "storage that survives deploys: add NAME:/path, list, remove NAME")
+    mounts.add_argument("action", choices=["add", "list", "remove"])
+    mounts.add_argument("items", nargs="*", metavar="NAME:/path | FOLDER:/path | NAME")
+    run = command("run", cmd_run, "run a one-off command in a fresh container of the live version")
+    run.add_argument("--process", help="run this process's command (when no command is given)")
+    run.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
+                     help="extra variable for this run only")
+    run.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command and its arguments")
     init = command("init", cmd_init, "set up an app (install.sh runs this)")
     init.add_argument("--keep", type=int, help="how many recent images to keep for rollbacks (default 5)")
     init.add_argument("--domain", required=True, help="Caddy site address: example.com, http://host:port, :port")

@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 
 from zdd import names
+from zdd import processes as process_model
 from zdd.errors import ConfigError, InvalidInput
 
 DEFAULT_ROOT = "/srv/zdd"
@@ -110,11 +111,19 @@ class RepoConfig:
     drain_timeout: float = 30.0
     stop_timeout: float = 10.0
     watch_seconds: float = 2.0
+    release: tuple[str, ...] | None = None
+    release_timeout: float = 600.0
+    worker_check_seconds: float = 5.0
+    processes: tuple[process_model.Process, ...] = (process_model.Process(process_model.WEB),)
+
+    def process(self, name: str) -> process_model.Process | None:
+        return next((p for p in self.processes if p.name == name), None)
 
 
 PRIVILEGED_KEYS = {
     "volumes", "volume", "mounts", "privileged", "network", "network_mode", "host_network",
     "cap_add", "capabilities", "devices", "user", "pid", "ipc", "security_opt", "env", "environment",
+    "storage",
 }
 _NUMBER_LIMITS = {
     "health_timeout": (1, 3600),
@@ -122,6 +131,8 @@ _NUMBER_LIMITS = {
     "drain_timeout": (0, 3600),
     "stop_timeout": (0, 3600),
     "watch_seconds": (0, 600),
+    "release_timeout": (1, 86400),
+    "worker_check_seconds": (0, 600),
 }
 
 
@@ -138,7 +149,7 @@ def parse_repo_config(text: str | None) -> RepoConfig:
         if key in PRIVILEGED_KEYS:
             raise ConfigError(
                 f"zdd.toml: {key!r} is not allowed: it would widen the container's "
-                "privileges; only the server's operator can set that"
+                "privileges; only the server's operator can set that (storage: `zdd storage APP add`)"
             )
         if key not in known:
             raise ConfigError(f"zdd.toml: unknown key {key!r} (known: {', '.join(sorted(known))})")
@@ -154,10 +165,16 @@ def _check_repo_value(key: str, value):
             return names.check_port(value)
         if key == "health_path":
             return names.check_health_path(value)
+        if key == "release":
+            return process_model.split_command(value, "'release'")
+        if key == "processes":
+            return process_model.parse(value)
         low, high = _NUMBER_LIMITS[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
             raise InvalidInput("")
         return float(value)
+    except ConfigError:
+        raise
     except InvalidInput:
         expected = {
             "port": "a whole number from 1 to 65535",

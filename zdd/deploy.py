@@ -9,7 +9,8 @@ import tempfile
 import time
 from typing import Callable
 
-from zdd import appenv, caddy, config, drain, engine, gitrepo, health, names, retention, routing, slots, state
+from zdd import (appenv, caddy, config, drain, engine, generation, gitrepo, health, names, oneoff, processes,
+                 retention, routing, slots, state, storage)
 from zdd.errors import BuildFailed, ContainerFailed, GitError, ZddError
 
 Emit = Callable[[str], None]
@@ -70,31 +71,114 @@ def deploy(server: config.Server, app: str, sha: str, ref: str, emit: Emit, clie
 
 def _deploy_locked(server, settings, live, sha, ref, deploy_id, timer, client) -> dict:
     app = settings.name
+    app_dir = server.app_dir(app)
     repo = gitrepo.open_repo(server.repo_path(app))
     with timer.step("config", f"Deploying {app} {sha[:12]} ({ref})"):
-        repo_config = config.parse_repo_config(_read_text(repo, sha, "zdd.toml"))
-    deployed_before = any(entry["sha"] == sha for entry in state.read_history(server.app_dir(app)))
+        repo_config = repo_config_at(repo, sha)
+        counts = _process_counts(repo_config, app_dir, timer.emit)
+    deployed_before = any(entry["sha"] == sha for entry in state.read_history(app_dir))
     image, reused = _build_or_reuse(server, client, repo, app, sha, ref, timer, deployed_before)
+    env, mounts = appenv.read(app_dir), storage.read(app_dir)
+    if repo_config.release:
+        with timer.step("release", f"Running the release command ({oneoff.shown(repo_config.release)})"):
+            oneoff.release(client, image, app, sha, ref, deploy_id, repo_config, env, mounts, timer.emit)
     port, source = config.choose_port(settings, repo_config, engine.exposed_ports(image))
     slot = slots.other(live and live.get("slot"))
-    name = names.container_name(app, sha, deploy_id)
-    with timer.step("start", f"Starting {name} in slot {slot} (app port {port}, from {source})"):
-        labels = {**names.labels(app, sha, ref), "zdd.slot": slot, "zdd.port": str(port)}
-        container, host_port = _start_in_slot(server, client, image, name, port, slot, labels,
-                                              appenv.read(server.app_dir(app)))
-    upstream = f"{engine.LOOPBACK}:{host_port}"
+    old_workers = generation.of_generation(client, app, live and live.get("deploy_id"))
+    new, paused, web = [], [], None
     try:
-        _health_gate(client, container, image, host_port, upstream, repo_config, timer, f"{port}, from {source}")
+        name = names.container_name(app, sha, deploy_id)
+        with timer.step("start", f"Starting {name} in slot {slot} (app port {port}, from {source})"):
+            labels = generation.web_labels(app, sha, ref, deploy_id, slot, port, repo_config.processes)
+            web, host_port = _start_in_slot(server, client, image, name, port, slot, labels, env, mounts,
+                                            repo_config.process(processes.WEB).command)
+            new.append(web)
+            workers = _start_workers(client, image, app, sha, ref, deploy_id, repo_config, counts, env, mounts,
+                                     timer.emit, overlap=True)
+            new += [worker.container for worker in workers]
+        upstream = f"{engine.LOOPBACK}:{host_port}"
+        _health_gate(client, web, image, host_port, upstream, repo_config, timer, f"{port}, from {source}")
+        if workers:
+            with timer.step("workers", f"Checking {len(workers)} worker container(s) "
+                                       f"({_worker_check(image, repo_config)})"):
+                generation.gate_workers(client, image, workers, repo_config, timer.emit)
+        paused = _replace_singletons(client, image, app, sha, ref, deploy_id, repo_config, counts, env, mounts,
+                                     old_workers, new, timer)
         with timer.step("switch", f"Switching traffic to slot {slot} ({upstream})"):
             _switch(server, settings, slot, timer.emit)
         timer.emit(f"    serving {sha[:12]} now, {sum(timer.durations.values()):.1f}s after the deploy began")
         if live and repo_config.watch_seconds:
             with timer.step("watch", f"Watching the new container for {repo_config.watch_seconds:g}s, "
                                      f"ready to switch back to {live['sha'][:12]}"):
-                _watch(server, app, container, live["slot"], repo_config.watch_seconds)
-    except Exception:
-        _discard(container, timer.emit)
+                _watch(server, app, web, live["slot"], repo_config.watch_seconds)
+    except Exception as error:
+        generation.discard(new, timer.emit, failed=getattr(error, "container", web))
+        _resume(paused, timer.emit)
         raise
+    _retire(server, client, live, old_workers, repo_config, timer)
+    return state.live_record(app, sha, ref, names.image_tag(app, sha), web, slot, upstream, port,
+                             deploy_id, reused, {p.name: p.as_dict() for p in repo_config.processes})
+
+
+def _process_counts(repo_config, app_dir, emit: Emit) -> dict[str, int]:
+    scale = processes.read_scale(app_dir)
+    for name in processes.unknown_names(repo_config.processes, [n for n, c in scale.items() if c]):
+        emit(f"    `zdd scale` set {name}={scale[name]}, but zdd.toml declares no process {name}: ignored")
+    counts = processes.desired(repo_config.processes, scale)
+    others = [f"{name}={count}" for name, count in counts.items() if name != processes.WEB]
+    if others:
+        emit(f"    processes: web=1 {' '.join(others)}")
+    return counts
+
+
+def _start_workers(client, image, app, sha, ref, deploy_id, repo_config, counts, env, mounts, emit,
+                   overlap: bool) -> list:
+    started = []
+    for process in repo_config.processes:
+        if process.name == processes.WEB or process.overlap != overlap or not counts[process.name]:
+            continue
+        emit(f"    starting {counts[process.name]} {process.name} container(s): {oneoff.shown(process.command)}")
+        started += generation.start_workers(client, image, app, sha, ref, deploy_id, process,
+                                            counts[process.name], env, mounts)
+    return started
+
+
+def _worker_check(image, repo_config) -> str:
+    if engine.health_command(image):
+        return "Docker HEALTHCHECK, unless a process turns it off"
+    return f"each must stay up {repo_config.worker_check_seconds:g}s"
+
+
+def _replace_singletons(client, image, app, sha, ref, deploy_id, repo_config, counts, env, mounts,
+                        old_workers, new: list, timer) -> list:
+    """Processes with overlap = false: stop the old container(s), then start and gate the new.
+    Returns the stopped old containers, to be started again if the deploy fails."""
+    singles = [p for p in repo_config.processes if not p.overlap]
+    if not singles:
+        return []
+    paused = [c for p in singles for c in old_workers.get(p.name, [])]
+    message = f"Replacing {', '.join(p.name for p in singles)} (overlap = false: the old stops first)"
+    with timer.step("singletons", message):
+        generation.pause_all(paused, repo_config.stop_timeout)
+        workers = _start_workers(client, image, app, sha, ref, deploy_id, repo_config, counts, env, mounts,
+                                 timer.emit, overlap=False)
+        new += [worker.container for worker in workers]
+        generation.gate_workers(client, image, workers, repo_config, timer.emit)
+    return paused
+
+
+def _resume(paused: list, emit: Emit) -> None:
+    for container in paused:
+        try:
+            container.start()
+            emit(f"    started the old {container.labels.get('zdd.process')} container {container.name} again")
+        except Exception as error:  # the engine failing: the next deploy or `zdd status` repairs
+            emit(f"    could not start {container.name} again ({type(error).__name__}): `zdd status` will")
+
+
+def _retire(server, client, live, old_workers: dict, repo_config, timer) -> None:
+    """Drain and stop the old web container, then stop the old workers. In that order: once the
+    old web is gone, an interrupted deploy is repaired by adopting the new generation whole."""
     old = engine.get_container(client, live and live.get("container_id"))
     if old is not None:
         with timer.step("drain", f"Draining {old.name}"):
@@ -102,8 +186,16 @@ def _deploy_locked(server, settings, live, sha, ref, deploy_id, timer, client) -
         with timer.step("stop", None):
             engine.stop_and_remove(old, repo_config.stop_timeout)
             timer.emit(f"    stopped and removed {old.name}")
-    return state.live_record(app, sha, ref, names.image_tag(app, sha), container, slot, upstream, port,
-                             deploy_id, reused)
+    retiring = [c for group in old_workers.values() for c in group]
+    if retiring:
+        counts = ", ".join(f"{len(group)} {name}" for name, group in sorted(old_workers.items()))
+        with timer.step("retire", f"Stopping the old version's other processes ({counts})"):
+            generation.stop_all(retiring, repo_config.stop_timeout)
+
+
+def repo_config_at(repo, sha: str) -> config.RepoConfig:
+    """The zdd.toml of commit ``sha``, validated."""
+    return config.parse_repo_config(_read_text(repo, sha, "zdd.toml"))
 
 
 def _read_text(repo, sha: str, path: str) -> str | None:
@@ -137,15 +229,19 @@ def _build_or_reuse(server, client, repo, app, sha, ref, timer, deployed_before:
     return image, False
 
 
-def _start_in_slot(server, client, image, name, port, slot, labels, env):
-    """Start the container on the slot's port; if something else took that port, pick another."""
+def _start_in_slot(server, client, image, name, port, slot, labels, env, mounts, command):
+    """Start the web container on the slot's port; if something else took that port, pick another."""
     app_dir = server.app_dir(labels["zdd.app"])
     host_port = routing.slot_ports(server, labels["zdd.app"])[slot]
+
+    def start(host_port):
+        return engine.start_container(client, image, name, labels, env, command=command,
+                                      publish=(port, host_port), mounts=mounts)
     try:
-        container = engine.start_container(client, image, name, port, host_port, labels, env)
+        container = start(host_port)
     except engine.PortInUse:
         host_port = slots.replace_port(app_dir, slot, routing.ports_of_other_apps(server, labels["zdd.app"]))
-        container = engine.start_container(client, image, name, port, host_port, labels, env)
+        container = start(host_port)
     return container, host_port
 
 
@@ -210,31 +306,6 @@ def _watch(server, app: str, container, old_slot: str, seconds: float) -> None:
             raise ContainerFailed(f"the new container crashed (exit code {now['exit_code']}) right after "
                                   "the switch: traffic went back to the previous version")
         time.sleep(0.2)
-
-
-def _discard(container, emit: Emit) -> None:
-    """Show why the new container failed, then remove it. If the engine cannot be reached,
-    say so and leave the cleanup to the next deploy (or `zdd status`): the cause of the
-    failure stays the error that is reported."""
-    try:
-        _report_failure(container, emit)
-        engine.remove(container)
-        emit("    removed the new container")
-    except Exception as error:  # the engine itself failing, e.g. restarting
-        emit(f"    could not remove the new container ({type(error).__name__}): the next deploy will")
-
-
-def _report_failure(container, emit: Emit) -> None:
-    logs = engine.logs_tail(container)
-    health_log = engine.health_log(container)
-    if logs:
-        emit("    last lines of the new container's log:")
-        for line in logs:
-            emit(f"      {line}")
-    if health_log:
-        emit("    its health checks:")
-        for line in health_log:
-            emit(f"      {line}")
 
 
 def _drain(server, old_upstream: str, repo_config, emit: Emit) -> None:

@@ -1,10 +1,14 @@
 """Everything zdd asks of the Docker engine, through the Docker SDK."""
 
+import secrets
+import subprocess
+import threading
 import time
 from typing import IO, Callable
 
 import docker
 import docker.errors
+import docker.types
 
 from zdd.errors import BuildFailed, ZddError
 
@@ -100,28 +104,35 @@ class PortInUse(ZddError):
     """The slot's host port is taken by something else."""
 
 
-def start_container(client, image, name: str, port: int, host_port: int, labels: dict, env: dict):
-    """Run detached, with ``port`` published on 127.0.0.1:``host_port`` only.
+def start_container(client, image, name: str, labels: dict, env: dict, *, command=None,
+                    publish: tuple[int, int] | None = None, mounts=(), healthcheck: bool = True):
+    """Run detached; ``publish`` = (app port, host port) publishes on 127.0.0.1 only.
 
     No restart policy yet: a crashing candidate must stay stopped so its exit code
     shows. ``keep_running`` adds the policy once it is healthy."""
+    options = {}
+    if publish:
+        port, host_port = publish
+        options["ports"] = {f"{port}/tcp": (LOOPBACK, host_port)}
+        env = {**env, "PORT": str(port)}
+    if not healthcheck:
+        options["healthcheck"] = {"test": ["NONE"]}
     try:
         return client.containers.run(
-            image.id,
-            name=name,
-            detach=True,
-            labels=labels,
-            ports={f"{port}/tcp": (LOOPBACK, host_port)},
-            init=True,
-            stop_signal="SIGTERM",
-            environment={**env, "PORT": str(port)},
+            image.id, command=list(command) if command else None, name=name, detach=True, labels=labels,
+            init=True, stop_signal="SIGTERM", environment=env, mounts=docker_mounts(mounts), **options,
         )
     except docker.errors.APIError as error:
         text = str(error.explanation or error)
-        if "already allocated" in text or "address already in use" in text:
+        if publish and ("already allocated" in text or "address already in use" in text):
             _remove_by_name(client, name)
             raise PortInUse(text) from None
         raise
+
+
+def docker_mounts(mounts) -> list:
+    """zdd's storage list as the SDK's mounts."""
+    return [docker.types.Mount(m.target, m.source, type=m.kind) for m in mounts]
 
 
 def _remove_by_name(client, name: str) -> None:
@@ -170,8 +181,10 @@ def get_container(client, name_or_id: str | None):
         return None
 
 
-def app_containers(client, app: str) -> list:
-    return client.containers.list(all=True, filters={"label": f"zdd.app={app}"})
+def app_containers(client, app: str, **labels: str) -> list:
+    """The app's containers, optionally only those with the given zdd.* labels."""
+    wanted = [f"zdd.app={app}"] + [f"zdd.{key}={value}" for key, value in labels.items()]
+    return client.containers.list(all=True, filters={"label": wanted})
 
 
 def stop_and_remove(container, timeout: float) -> None:
@@ -209,3 +222,96 @@ def remove_image(client, image_id: str) -> bool:
         return True
     except docker.errors.APIError:
         return False
+
+
+def create_volume(client, name: str, labels: dict) -> bool:
+    """Create the named volume unless it exists; True if it was created."""
+    try:
+        client.volumes.get(name)
+        return False
+    except docker.errors.NotFound:
+        client.volumes.create(name, driver="local", labels=labels)
+        return True
+
+
+def app_volumes(client, app: str) -> list[str]:
+    return [volume.name for volume in client.volumes.list(filters={"label": f"zdd.app={app}"})]
+
+
+def remove_volume(client, name: str) -> None:
+    try:
+        client.volumes.get(name).remove()
+    except docker.errors.NotFound:
+        pass
+
+
+def run_to_completion(client, image, name: str, labels: dict, env: dict, command, mounts,
+                      timeout: float, emit: Emit) -> tuple[int | None, list[str]]:
+    """Run a one-off container, streaming its output line by line, for up to ``timeout``
+    seconds (then kill it); always remove it. Returns its exit code (None: timed out)
+    and its last lines."""
+    container = client.containers.create(image.id, command=list(command), name=name, labels=labels,
+                                         environment=env, mounts=docker_mounts(mounts), init=True)
+    tail: list[str] = []
+    try:
+        container.start()
+        pump = threading.Thread(target=_pump_lines, args=(container, tail, emit), daemon=True)
+        pump.start()
+        code = _wait_exit(container, timeout)
+        if code is None:
+            container.kill()
+        pump.join(timeout=5)
+        return code, tail[-20:]
+    finally:
+        remove(container)
+
+
+def _pump_lines(container, tail: list[str], emit: Emit) -> None:
+    pending = b""
+    try:
+        for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                _keep_line(line, tail, emit)
+    except docker.errors.APIError:
+        pass
+    if pending:
+        _keep_line(pending, tail, emit)
+
+
+def _keep_line(raw: bytes, tail: list[str], emit: Emit) -> None:
+    line = raw.decode("utf-8", "replace").rstrip("\r")
+    tail.append(line)
+    del tail[:-20]
+    emit(line)
+
+
+def _wait_exit(container, timeout: float) -> int | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            return container.attrs["State"]["ExitCode"]
+        time.sleep(0.1)
+    return None
+
+
+def create_interactive(client, image, name: str, labels: dict, env: dict, command, mounts, tty: bool):
+    return client.containers.create(image.id, command=list(command), name=name, labels=labels,
+                                    environment=env, mounts=docker_mounts(mounts), init=True,
+                                    stdin_open=True, tty=tty)
+
+
+def attach_terminal(container) -> int | None:
+    """Start the container attached to this process's stdin, stdout and terminal, through the
+    docker CLI (which knows raw mode, window size and signal forwarding); return its exit code."""
+    subprocess.call(["docker", "start", "--attach", "--interactive", container.id])
+    container.reload()
+    if container.status in ("exited", "dead"):
+        return container.attrs["State"]["ExitCode"]
+    return None
+
+
+def short_id() -> str:
+    return secrets.token_hex(3)

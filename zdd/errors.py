@@ -31,3 +31,7 @@ class CaddyError(ZddError):
 
 class LockTimeout(ZddError):
     """Another deploy of the same app held the lock too long."""
+
+
+class ReleaseFailed(ZddError):
+    """The release command failed or timed out."""

@@ -83,3 +83,15 @@ def wait_until_healthy(container, probe: Callable[[], bool], timeout: float, int
         retrying(check)
     except NotYet:
         raise ContainerFailed(f"the new container was not healthy within {timeout:.0f}s") from None
+
+
+def wait_staying_up(container, until: float, poll: float = 0.25) -> None:
+    """Return once the container has kept running until the monotonic time ``until``; raise
+    ContainerFailed as soon as it stops or restarts."""
+    while True:
+        now = engine.state(container)
+        if now["status"] != "running" or now["restarting"] or now["restarts"]:
+            raise ContainerFailed(f"it stopped (exit code {now['exit_code']}) soon after it started")
+        if time.monotonic() >= until:
+            return
+        time.sleep(min(poll, max(0.0, until - time.monotonic())))

@@ -22,12 +22,13 @@ def now_iso() -> str:
 
 
 def live_record(app: str, sha: str, ref: str, image: str, container, slot: str, upstream: str, port: int,
-                deploy_id: str, image_reused: bool | None) -> dict:
-    """What ``zdd status`` shows: the one shape of the live record."""
+                deploy_id: str, image_reused: bool | None, processes: dict) -> dict:
+    """What ``zdd status`` shows: the one shape of the live record. ``container`` is the web
+    container; ``processes`` what zdd.toml declared (name -> command, overlap, healthcheck)."""
     return {
         "app": app, "sha": sha, "ref": ref, "image": image, "image_reused": image_reused,
         "container": container.name, "container_id": container.id, "slot": slot, "upstream": upstream,
-        "port": port, "deployed_at": now_iso(), "deploy_id": deploy_id,
+        "port": port, "deployed_at": now_iso(), "deploy_id": deploy_id, "processes": processes,
     }
 
 

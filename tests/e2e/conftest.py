@@ -110,14 +110,18 @@ def server(tmp_path_factory, docker_client):
 class AppRepo:
     """A developer's working copy of a busybox app, with `production` pointing at the server."""
 
-    def __init__(self, path: Path, remote: Path):
+    def __init__(self, path: Path, remote: Path, template: Path | None = None):
+        """A busybox app, or a copy of the app in ``template`` (e.g. examples/notes)."""
         self.path = path
-        path.mkdir(parents=True)
+        if template:
+            shutil.copytree(template, path)
+        else:
+            path.mkdir(parents=True)
+            shutil.copy(BUSYBOX, path / "busybox")
         self.git("init", "-q", "-b", "main")
         self.git("config", "user.email", "dev@example.com")
         self.git("config", "user.name", "Dev")
         self.git("remote", "add", "production", str(remote))
-        shutil.copy(BUSYBOX, path / "busybox")
 
     def git(self, *args: str) -> subprocess.CompletedProcess:
         result = run(["git", *args], cwd=self.path)
@@ -180,7 +184,13 @@ def new_app(server, tmp_path, request):
     server._count = counter
     name = f"t{counter}-{request.node.name[5:20].replace('_', '-').strip('-')}".rstrip("-")
     site = server.add_app(name)
-    return name, site, AppRepo(tmp_path / "work", server.repo(name))
+    yield name, site, AppRepo(tmp_path / "work", server.repo(name))
+    server.zdd("destroy", name, "--yes", "--storage")  # a running app slows every later test
+
+
+def pushed_live(result: subprocess.CompletedProcess) -> None:
+    """A push whose deploy went live: git exits 0 even when the post-receive hook fails."""
+    assert result.returncode == 0 and "is live at" in result.stderr, result.stderr
 
 
 def expect(output: str, *snippets: str) -> None:

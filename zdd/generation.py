@@ -1,0 +1,119 @@
+"""The containers of one deploy, every process: start them beside the old generation, gate
+them, show why one failed and remove them, or retire the old generation once traffic moved."""
+
+import concurrent.futures
+import json
+import time
+from typing import Callable
+
+from zdd import engine, health, names, processes
+from zdd.errors import ContainerFailed
+
+Emit = Callable[[str], None]
+
+
+def labels(app: str, sha: str, ref: str, process: str, deploy_id: str, **extra: str) -> dict:
+    return {**names.labels(app, sha, ref), "zdd.process": process, "zdd.deploy": deploy_id, **extra}
+
+
+def web_labels(app, sha, ref, deploy_id, slot: str, port: int, declared) -> dict:
+    """The web container also carries the generation's process list, so that a deploy
+    interrupted after its switch can be adopted with every process it declared."""
+    spec = json.dumps({p.name: p.as_dict() for p in declared}, sort_keys=True)
+    return labels(app, sha, ref, processes.WEB, deploy_id, **{"zdd.slot": slot, "zdd.port": str(port),
+                                                             "zdd.processes": spec})
+
+
+class Worker:
+    """A started container of a non-web process, with the moment it started."""
+
+    def __init__(self, process: processes.Process, container):
+        self.process, self.container, self.started = process, container, time.monotonic()
+
+
+def start_workers(client, image, app: str, sha: str, ref: str, deploy_id: str, process: processes.Process,
+                  count: int, env: dict, mounts, first: int = 1) -> list[Worker]:
+    started = []
+    for index in range(first, first + count):
+        name = f"zdd-{app}-{process.name}-{sha[:12]}-{deploy_id}-{index}"
+        container = engine.start_container(
+            client, image, name, labels(app, sha, ref, process.name, deploy_id, **{"zdd.index": str(index)}),
+            env, command=process.command, mounts=mounts, healthcheck=process.healthcheck)
+        started.append(Worker(process, container))
+    return started
+
+
+def gate_workers(client, image, workers: list[Worker], repo_config, emit: Emit) -> None:
+    """Docker's HEALTHCHECK where the image has one (and the process keeps it), else the
+    container must stay up ``worker_check_seconds`` from its start."""
+    command = engine.health_command(image)
+    for worker in workers:
+        name = worker.container.name
+        try:
+            if command and worker.process.healthcheck:
+                probe = engine.HealthCommandProbe(client, worker.container, command)
+                health.wait_until_healthy(worker.container, probe, repo_config.health_timeout,
+                                          repo_config.health_interval, emit, docker_health=True)
+            else:
+                health.wait_staying_up(worker.container, worker.started + repo_config.worker_check_seconds)
+        except ContainerFailed as error:
+            failure = ContainerFailed(f"{worker.process.name} ({name}): {error}")
+            failure.container = worker.container
+            raise failure from None
+        engine.keep_running(worker.container)
+
+
+def discard(containers, emit: Emit, failed=None) -> None:
+    """Show why ``failed`` failed, then remove the new containers. If the engine cannot be reached,
+    say so and leave the cleanup to the next deploy (or `zdd status`): the cause of the
+    failure stays the error that is reported."""
+    for container in containers:
+        try:
+            if container is failed:
+                report_failure(container, emit)
+            engine.remove(container)
+            emit(f"    removed the new container {container.name}")
+        except Exception as error:  # the engine itself failing, e.g. restarting
+            emit(f"    could not remove {container.name} ({type(error).__name__}): the next deploy will")
+
+
+def report_failure(container, emit: Emit) -> None:
+    logs = engine.logs_tail(container)
+    health_log = engine.health_log(container)
+    if logs:
+        emit(f"    last lines of {container.name}'s log:")
+        for line in logs:
+            emit(f"      {line}")
+    if health_log:
+        emit("    its health checks:")
+        for line in health_log:
+            emit(f"      {line}")
+
+
+def stop_all(containers, stop_timeout: float) -> None:
+    """SIGTERM every container at once, SIGKILL after ``stop_timeout``, remove them."""
+    if not containers:
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(containers))) as pool:
+        list(pool.map(lambda c: engine.stop_and_remove(c, stop_timeout), containers))
+
+
+def pause_all(containers, stop_timeout: float) -> None:
+    """Stop (not remove) every container: for singletons that must not overlap their successor,
+    so that they can be started again if the deploy fails."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(8, len(containers)))) as pool:
+        list(pool.map(lambda c: c.stop(timeout=int(stop_timeout)), containers))
+
+
+def of_generation(client, app: str, deploy_id: str | None) -> dict[str, list]:
+    """The non-web containers of one deploy, by process name, in index order."""
+    found: dict[str, list] = {}
+    if not deploy_id:
+        return found
+    for container in engine.app_containers(client, app, deploy=deploy_id):
+        process = container.labels.get("zdd.process")
+        if process not in (processes.WEB, processes.RELEASE, processes.RUN):
+            found.setdefault(process, []).append(container)
+    for group in found.values():
+        group.sort(key=lambda c: int(c.labels.get("zdd.index") or 0))
+    return found
