@@ -205,7 +205,7 @@ def cmd_storage(server, args) -> int:
 
 
 def cmd_run(server, args) -> int:
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = args.words
     extra = dict(appenv.parse_assignment(item) for item in args.env)
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     return oneoff.run(server, engine.connect(), args.app, command, args.process, extra, tty)
@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--process", help="run this process's command (when no command is given)")
     run.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
                      help="extra variable for this run only")
-    run.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command and its arguments")
+    run.add_argument("words", nargs="*", metavar="CMD", help="-- then the command and its arguments")
     init = command("init", cmd_init, "set up an app (install.sh runs this)")
     init.add_argument("--keep", type=int, help="how many recent images to keep for rollbacks (default 5)")
     init.add_argument("--domain", required=True, help="Caddy site address: example.com, http://host:port, :port")
@@ -278,7 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    after_dashes = []
+    if "run" in argv and "--" in argv:  # `zdd run APP [options] -- CMD ARGS...`: CMD's options are its own
+        after_dashes = argv[argv.index("--") + 1:]
+        argv = argv[:argv.index("--")]
     args = build_parser().parse_args(argv)
+    if args.command == "run" and after_dashes:
+        args.words = after_dashes
     try:
         if args.command == "init":
             return args.func(args.root or os.environ.get("ZDD_ROOT") or config.DEFAULT_ROOT, args)

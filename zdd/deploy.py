@@ -102,8 +102,8 @@ def _deploy_locked(server, settings, live, sha, ref, deploy_id, timer, client) -
             with timer.step("workers", f"Checking {len(workers)} worker container(s) "
                                        f"({_worker_check(image, repo_config)})"):
                 generation.gate_workers(client, image, workers, repo_config, timer.emit)
-        paused = _replace_singletons(client, image, app, sha, ref, deploy_id, repo_config, counts, env, mounts,
-                                     old_workers, new, timer)
+        _replace_singletons(client, image, app, sha, ref, deploy_id, repo_config, counts, env, mounts,
+                            old_workers, new, paused, timer)
         with timer.step("switch", f"Switching traffic to slot {slot} ({upstream})"):
             _switch(server, settings, slot, timer.emit)
         timer.emit(f"    serving {sha[:12]} now, {sum(timer.durations.values()):.1f}s after the deploy began")
@@ -150,21 +150,20 @@ def _worker_check(image, repo_config) -> str:
 
 
 def _replace_singletons(client, image, app, sha, ref, deploy_id, repo_config, counts, env, mounts,
-                        old_workers, new: list, timer) -> list:
+                        old_workers, new: list, paused: list, timer) -> None:
     """Processes with overlap = false: stop the old container(s), then start and gate the new.
-    Returns the stopped old containers, to be started again if the deploy fails."""
+    Adds the stopped old containers to ``paused``, to be started again if the deploy fails."""
     singles = [p for p in repo_config.processes if not p.overlap]
     if not singles:
-        return []
-    paused = [c for p in singles for c in old_workers.get(p.name, [])]
+        return
     message = f"Replacing {', '.join(p.name for p in singles)} (overlap = false: the old stops first)"
     with timer.step("singletons", message):
+        paused += [c for p in singles for c in old_workers.get(p.name, [])]
         generation.pause_all(paused, repo_config.stop_timeout)
         workers = _start_workers(client, image, app, sha, ref, deploy_id, repo_config, counts, env, mounts,
                                  timer.emit, overlap=False)
         new += [worker.container for worker in workers]
         generation.gate_workers(client, image, workers, repo_config, timer.emit)
-    return paused
 
 
 def _resume(paused: list, emit: Emit) -> None:

@@ -48,16 +48,18 @@ def gate_workers(client, image, workers: list[Worker], repo_config, emit: Emit) 
     container must stay up ``worker_check_seconds`` from its start."""
     command = engine.health_command(image)
     for worker in workers:
-        name = worker.container.name
+        uses_healthcheck = bool(command) and worker.process.healthcheck
         try:
-            if command and worker.process.healthcheck:
+            if uses_healthcheck:
                 probe = engine.HealthCommandProbe(client, worker.container, command)
                 health.wait_until_healthy(worker.container, probe, repo_config.health_timeout,
                                           repo_config.health_interval, emit, docker_health=True)
             else:
                 health.wait_staying_up(worker.container, worker.started + repo_config.worker_check_seconds)
         except ContainerFailed as error:
-            failure = ContainerFailed(f"{worker.process.name} ({name}): {error}")
+            hint = (f"; if the image's HEALTHCHECK is meant for web only, set healthcheck = false on "
+                    f"processes.{worker.process.name} in zdd.toml" if uses_healthcheck else "")
+            failure = ContainerFailed(f"{worker.process.name} ({worker.container.name}): {error}{hint}")
             failure.container = worker.container
             raise failure from None
         engine.keep_running(worker.container)
