@@ -1,6 +1,8 @@
 """Everything zdd asks of the Docker engine, through the Docker SDK."""
 
+import os
 import secrets
+import shutil
 import subprocess
 import threading
 import time
@@ -306,7 +308,11 @@ def create_interactive(client, image, name: str, labels: dict, env: dict, comman
 def attach_terminal(container) -> int | None:
     """Start the container attached to this process's stdin, stdout and terminal, through the
     docker CLI (which knows raw mode, window size and signal forwarding); return its exit code."""
-    subprocess.call(["docker", "start", "--attach", "--interactive", container.id])
+    cli = shutil.which("docker") or next((p for p in ("/usr/bin/docker", "/usr/local/bin/docker")
+                                          if os.access(p, os.X_OK)), None)
+    if cli is None:
+        raise ZddError("zdd run needs the docker command-line client: install docker.io or docker-ce-cli")
+    subprocess.call([cli, "start", "--attach", "--interactive", container.id])
     container.reload()
     if container.status in ("exited", "dead"):
         return container.attrs["State"]["ExitCode"]

@@ -32,6 +32,7 @@ class Server:
                     "ZDD_CADDY_ADMIN": self.admin}
         self.caddy = None
         self.apps: list[str] = []
+        self.ports_given: set[int] = set()
 
     def start_caddy(self) -> None:
         self.caddyfile.parent.mkdir(parents=True, exist_ok=True)
@@ -52,6 +53,14 @@ class Server:
             self.caddy.wait(timeout=30)
             self.caddy = None
 
+    def unused_port(self) -> int:
+        """A free port that no app of this server has as its address yet (an app that never
+        deployed has nothing listening on its address, so free_port alone could pick it)."""
+        while (port := free_port()) in self.ports_given:
+            pass
+        self.ports_given.add(port)
+        return port
+
     def install(self, app: str, *args: str) -> subprocess.CompletedProcess:
         result = run(["bash", str(REPO / "install.sh"), app, *args], env=self.env)
         if result.returncode == 0 and app not in self.apps:
@@ -60,7 +69,7 @@ class Server:
 
     def add_app(self, app: str, port: int | None = None) -> str:
         """install.sh APP with a free loopback site address; returns the site URL."""
-        site = f"http://127.0.0.1:{port or free_port()}"
+        site = f"http://127.0.0.1:{port or self.unused_port()}"
         result = self.install(app, "--domain", site)
         assert result.returncode == 0, result.stderr + result.stdout
         return site

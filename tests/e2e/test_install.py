@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from conftest import REPO, expect, free_port, run
+from conftest import REPO, expect, run
 
 pytestmark = pytest.mark.e2e
 
@@ -15,7 +15,7 @@ def snapshot(root):
 
 
 def test_install_creates_repo_hook_and_command_and_rerun_changes_nothing(server):
-    site = f"http://127.0.0.1:{free_port()}"
+    site = f"http://127.0.0.1:{server.unused_port()}"
     first = server.install("inst-a", "--domain", site, "--port", "8000")
     assert first.returncode == 0, first.stderr
     hook = server.repo("inst-a") / "hooks" / "post-receive"
@@ -55,7 +55,7 @@ def test_install_refuses_bad_input_before_writing(tmp_path, app, domain, port, r
 
 
 def test_install_refuses_a_domain_another_app_has(server):
-    site = f"http://127.0.0.1:{free_port()}"
+    site = f"http://127.0.0.1:{server.unused_port()}"
     assert server.install("inst-b", "--domain", site).returncode == 0
 
     result = server.install("inst-c", "--domain", site)

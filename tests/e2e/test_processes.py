@@ -46,7 +46,7 @@ def test_a_failing_release_keeps_the_old_version_and_leaves_nothing(server, new_
     assert sorted(before.values()) == ["running"] * 3, "web, worker and clock"
 
     repo.commit("v2", dockerfile=app_dockerfile(healthcheck=None),
-                zdd_toml=toml(release='/bin/busybox sh -c "echo step one; echo no such table >&2; exit 4"'))
+                zdd_toml=toml(release='/bin/busybox sh -c "echo step one; echo no such table; exit 4"'))
     result = repo.push("main")
 
     expect(result.stderr, "Running the release command (/bin/busybox sh -c", "step one", "no such table",
@@ -146,6 +146,9 @@ def test_scale_storage_and_run_on_busybox(server, new_app, docker_client):
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     run_filter = {"label": [f"zdd.app={app}", "zdd.process=run"]}
     assert wait_for(lambda: docker_client.containers.list(filters=run_filter), timeout=20)
+    restarted = server.zdd("restart", app)
+    assert restarted.returncode == 0, "a one-off run neither blocks a deploy nor is removed by one"
+    assert docker_client.containers.list(filters=run_filter)
     hung.send_signal(signal.SIGHUP)  # what a dropped SSH session sends
     assert hung.wait(timeout=20) == 128 + signal.SIGHUP
     assert wait_for(lambda: not docker_client.containers.list(all=True, filters=run_filter), timeout=10)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import AppRepo, expect, free_port, http_get, wait_for
+from conftest import AppRepo, expect, http_get, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +45,7 @@ def test_a_stopped_caddy_fails_the_deploy_before_the_switch(server, two_deploys,
 def test_a_new_address_takes_effect_at_once_without_a_redeploy(server, two_deploys):
     app, site, repo, v2 = two_deploys
     container = server.status(app)["container"]
-    new_site = f"http://127.0.0.1:{free_port()}"
+    new_site = f"http://127.0.0.1:{server.unused_port()}"
 
     result = server.install(app, "--domain", new_site)
 

@@ -51,7 +51,7 @@ def ssh_server():
 def test_push_over_ssh_as_a_deploy_user_without_root(ssh_server, tmp_path, docker_client):
     server, port, ssh = ssh_server
     server.client = docker_client
-    site = f"http://127.0.0.1:{free_port()}"
+    site = f"http://127.0.0.1:{server.unused_port()}"
     installed = server.install("viassh", "--domain", site, "--user", USER)
     assert installed.returncode == 0, installed.stderr
     expect(installed.stdout, f"created user {USER}", f"git remote add production ssh://{USER}@")

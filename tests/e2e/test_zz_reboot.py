@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import app_dockerfile, expect, http_get, run, wait_for
+from conftest import app_dockerfile, expect, http_get, pushed_live, run, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -24,12 +24,18 @@ def start_dockerd() -> None:
     assert wait_for(lambda: run(["docker", "version"]).returncode == 0, timeout=60), "dockerd did not start"
 
 
+WITH_WORKER = """worker_check_seconds = 0.3
+[processes]
+worker = { command = "/bin/busybox sleep 3600", healthcheck = false }
+"""
+
+
 def test_a_simulated_reboot_brings_every_app_back_on_its_live_version(server, new_app, docker_client):
     app, site, repo = new_app
-    repo.commit("v1")
-    assert repo.push("main").returncode == 0
-    v2 = repo.commit("v2")
-    assert repo.push("main").returncode == 0
+    repo.commit("v1", zdd_toml=WITH_WORKER)
+    pushed_live(repo.push("main"))
+    v2 = repo.commit("v2", zdd_toml=WITH_WORKER)
+    pushed_live(repo.push("main"))
 
     server.stop_caddy()
     stop_dockerd()
@@ -37,8 +43,12 @@ def test_a_simulated_reboot_brings_every_app_back_on_its_live_version(server, ne
     server.start_caddy()
 
     assert wait_for(lambda: http_get(site) == (200, "v2"), timeout=60)
+    workers = {"label": [f"zdd.app={app}", "zdd.process=worker"]}
+    assert wait_for(lambda: [c.status for c in docker_client.containers.list(all=True, filters=workers)]
+                    == ["running"], timeout=30), "the worker is back too"
     containers = docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"})
-    assert [c.name for c in containers] == [server.status(app)["container"]], "retired containers stay gone"
+    assert {c.labels["zdd.sha"] for c in containers} == {v2}, "retired containers stay gone"
+    assert server.status(app)["container"] in [c.name for c in containers] and len(containers) == 2
     assert server.status(app)["sha"] == v2
 
 
