@@ -71,7 +71,7 @@ fi
 docker version >/dev/null 2>&1 || echo "note: no Docker daemon answers yet: start it (systemctl start docker) before the first push"
 
 VENV=$ZDD_ROOT/venv
-mkdir -p "$ZDD_ROOT/bin" "$ZDD_ROOT/templates" "$ZDD_ROOT/caddy.d"
+mkdir -p "$ZDD_ROOT/bin" "$ZDD_ROOT/templates" "$ZDD_ROOT/caddy.d" "$ZDD_ROOT/storage"
 fingerprint=$(cd "$SRC" && cat setup.cfg pyproject.toml zdd/*.py | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$VENV/.zdd-source" 2>/dev/null)" != "$fingerprint" ]; then
   echo "installing zdd into $VENV"
@@ -114,6 +114,8 @@ if [ -n "$DEPLOY_USER" ]; then
   mkdir -p "$caddy_dir"
   if [ "$(stat -c %G "$caddy_dir")" != zdd ]; then chgrp zdd "$caddy_dir"; chmod 2775 "$caddy_dir"; echo "made $caddy_dir writable by group zdd"; fi
   if [ -f "$ZDD_CADDYFILE" ] && [ "$(stat -c %G "$ZDD_CADDYFILE")" != zdd ]; then chgrp zdd "$ZDD_CADDYFILE"; chmod 0664 "$ZDD_CADDYFILE"; fi
+  # `zdd storage APP add $ZDD_ROOT/storage/DIR:/path` makes folders there as the deploy user
+  if [ "$(stat -c %G "$ZDD_ROOT/storage")" != zdd ]; then chgrp zdd "$ZDD_ROOT/storage"; chmod 2775 "$ZDD_ROOT/storage"; fi
 fi
 
 "$ZDD_ROOT/bin/zdd" init "$APP" --domain "$DOMAIN" ${PORT:+--port "$PORT"} --branch "$BRANCH" ${KEEP:+--keep "$KEEP"} \

@@ -49,7 +49,7 @@ def split_command(text, what: str) -> tuple[str, ...]:
         raise ConfigError(f"zdd.toml: {what} must be a command as a non-empty string, not {text!r}")
     if "\0" in text:
         raise ConfigError(f"zdd.toml: {what} holds a NUL byte")
-    if SHELL_SYNTAX.search(_unquoted(text)):
+    if SHELL_SYNTAX.search(unquoted(text)):
         return ("/bin/sh", "-c", text)
     try:
         return tuple(shlex.split(text))
@@ -57,7 +57,7 @@ def split_command(text, what: str) -> tuple[str, ...]:
         raise ConfigError(f"zdd.toml: {what} cannot be split into words ({error})") from None
 
 
-def _unquoted(text: str) -> str:
+def unquoted(text: str) -> str:
     """``text`` without its quoted parts: what a shell would read as syntax."""
     kept, quote, escaped = [], None, False
     for char in text:

@@ -74,8 +74,8 @@ class Server:
         assert result.returncode == 0, result.stderr + result.stdout
         return site
 
-    def zdd(self, *args: str) -> subprocess.CompletedProcess:
-        return run([str(self.root / "bin" / "zdd"), *args], env={"PATH": "/usr/bin:/bin"})
+    def zdd(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        return run([str(self.root / "bin" / "zdd"), *args], env={"PATH": "/usr/bin:/bin"}, input=input)
 
     def status(self, app: str) -> dict:
         result = self.zdd("status", app, "--json")
@@ -127,6 +127,8 @@ class AppRepo:
         else:
             path.mkdir(parents=True)
             shutil.copy(BUSYBOX, path / "busybox")
+            # a short watch keeps the suite quick; tests of the watch set their own zdd.toml
+            self.write("zdd.toml", "watch_seconds = 0.5\n")
         self.git("init", "-q", "-b", "main")
         self.git("config", "user.email", "dev@example.com")
         self.git("config", "user.name", "Dev")
@@ -193,8 +195,17 @@ def new_app(server, tmp_path, request):
     server._count = counter
     name = f"t{counter}-{request.node.name[5:20].replace('_', '-').strip('-')}".rstrip("-")
     site = server.add_app(name)
-    yield name, site, AppRepo(tmp_path / "work", server.repo(name))
-    server.zdd("destroy", name, "--yes", "--storage")  # a running app slows every later test
+    return name, site, AppRepo(tmp_path / "work", server.repo(name))
+
+
+@pytest.fixture(autouse=True)
+def destroy_apps_when_done(server):
+    """Every app a test installs is destroyed after it: running apps, each with a 1 s
+    HEALTHCHECK, slow every later test."""
+    before = len(server.apps)
+    yield
+    for app in server.apps[before:]:
+        server.zdd("destroy", app, "--yes", "--storage")
 
 
 def pushed_live(result: subprocess.CompletedProcess) -> None:
