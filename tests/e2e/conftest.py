@@ -193,7 +193,8 @@ def new_app(server, tmp_path, request):
     """Set up a fresh app on the server and a working copy for it: returns (name, site, repo)."""
     counter = getattr(server, "_count", 0) + 1
     server._count = counter
-    name = f"t{counter}-{request.node.name[5:20].replace('_', '-').strip('-')}".rstrip("-")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]  # apps of parallel test processes never clash
+    name = f"t{counter}w{worker}-{request.node.name[5:18].replace('_', '-').strip('-')}".rstrip("-")
     site = server.add_app(name)
     return name, site, AppRepo(tmp_path / "work", server.repo(name))
 

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import app_dockerfile, expect, http_get, pushed_live, run, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.restarts_engine]
 
 
 def stop_dockerd() -> None:
