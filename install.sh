@@ -120,7 +120,7 @@ fi
 
 "$ZDD_ROOT/bin/zdd" init "$APP" --domain "$DOMAIN" ${PORT:+--port "$PORT"} --branch "$BRANCH" ${KEEP:+--keep "$KEEP"} \
   --caddyfile "$ZDD_CADDYFILE" --caddy-admin "$ZDD_CADDY_ADMIN" --caddy-bin "$CADDY_BIN" \
-  --templates "$ZDD_ROOT/templates" --hook-template "$SRC/hooks/post-receive"
+  --templates "$ZDD_ROOT/templates" --hook-template "$SRC/hooks/post-receive" ${DEPLOY_USER:+--deploy-user "$DEPLOY_USER"}
 
 if [ -n "$DEPLOY_USER" ]; then
   for path in "$ZDD_ROOT/$APP.git" "$ZDD_ROOT/apps/$APP"; do
@@ -128,6 +128,12 @@ if [ -n "$DEPLOY_USER" ]; then
   done
 fi
 
-echo "$APP is ready. From your laptop:"
+echo "$APP is ready."
+if [ -n "$DEPLOY_USER" ]; then
+  echo "Let a key push it and run zdd for it (and nothing else), as root here:"
+  echo "  $ZDD_ROOT/bin/zdd keys add NAME --apps $APP < NAME.pub      (or --admin for every app)"
+fi
+echo "From your laptop:"
 echo "  git remote add production ssh://${DEPLOY_USER:-$(id -un)}@$(hostname -f 2>/dev/null || hostname)$ZDD_ROOT/$APP.git"
 echo "  git push production $BRANCH"
+echo "  zdd status      (zdd installed on the laptop, in the app's checkout: it runs here over ssh)"

@@ -5,12 +5,13 @@ import json
 import os
 import sys
 import traceback
+from pathlib import Path
 
 import docker.errors
 import requests.exceptions
 
-from zdd import (__version__, appenv, config, deploy, engine, gitrepo, hook, install, oneoff, ops, processes,
-                 routing, state, storage)
+from zdd import (__version__, appenv, config, deploy, engine, gitrepo, hook, install, keys, oneoff, ops,
+                 processes, remote, routing, sshgate, state, storage)
 from zdd.errors import GitError, InvalidInput, ZddError
 
 
@@ -93,12 +94,15 @@ def cmd_history(server, args) -> int:
 def cmd_init(root, args) -> int:
     install.init_app(root, args.app, args.domain, args.port, args.branch, emit, keep_images=args.keep,
                      caddyfile=args.caddyfile, caddy_admin=args.caddy_admin,
-                     caddy_bin=args.caddy_bin, templates=args.templates, hook_template=args.hook_template)
+                     caddy_bin=args.caddy_bin, templates=args.templates, hook_template=args.hook_template,
+                     deploy_user=args.deploy_user)
     return 0
 
 
 def cmd_apps(server, args) -> int:
     rows = ops.overview(server, engine.connect())
+    if args.only is not None:
+        rows = [row for row in rows if row["app"] in args.only.split(",")]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -211,6 +215,28 @@ def cmd_run(server, args) -> int:
     return oneoff.run(server, engine.connect(), args.app, command, args.process, extra, tty)
 
 
+def cmd_keys(server, args) -> int:
+    if args.action == "list":
+        for key in keys.read(server.root):
+            print(f"{key.name:<20} {key.kind:<12} {key.scope()}")
+        return 0
+    if len(args.names) != 1:
+        raise InvalidInput(f"zdd keys {args.action} takes one key name")
+    if args.action == "add":
+        if args.admin == bool(args.apps):
+            raise InvalidInput("say what the key may do: --apps APP[,APP...] or --admin")
+        text = Path(args.file).read_text() if args.file else sys.stdin.read()
+        keys.add_key(server, args.names[0], text, args.apps.split(",") if args.apps else [], args.admin, emit)
+    else:
+        keys.remove_key(server, args.names[0], emit)
+    return 0
+
+
+def cmd_ssh(server, args) -> int:
+    """The forced command of a zdd key (see zdd/sshgate.py)."""
+    return sshgate.serve(server, args.key, os.environ.get("SSH_ORIGINAL_COMMAND"), main)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zdd", description="git push-to-deploy for Docker apps behind Caddy.",
@@ -238,6 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("apps", help="list apps with live SHA, age, upstream and health",
                    description="list apps with live SHA, age, upstream and health").set_defaults(func=cmd_apps)
     sub.choices["apps"].add_argument("--json", action="store_true")
+    sub.choices["apps"].add_argument("--only", help=argparse.SUPPRESS)  # set by the SSH gate for app keys
+    key_commands = sub.add_parser("keys", help="SSH keys that may push and run zdd, and nothing else",
+                                  description="zdd keys add NAME (--apps A,B | --admin) [--file KEY.pub] "
+                                              "(or the key on stdin); zdd keys list; zdd keys remove NAME")
+    key_commands.add_argument("action", choices=["add", "list", "remove"])
+    key_commands.add_argument("names", nargs="*", metavar="NAME")
+    key_commands.add_argument("--apps", help="the apps this key may push and run zdd for, comma-separated")
+    key_commands.add_argument("--admin", action="store_true", help="every app, and the server-wide commands")
+    key_commands.add_argument("--file", help="the public key file (default: standard input)")
+    key_commands.set_defaults(func=cmd_keys)
+    gate = sub.add_parser("ssh", help="the forced command of a zdd key in authorized_keys (not for people)")
+    gate.add_argument("key")
+    gate.set_defaults(func=cmd_ssh)
     env = command("env", cmd_env, "set, unset or list an app's environment variables (values hidden)")
     env.add_argument("action", choices=["set", "unset", "list"])
     env.add_argument("items", nargs="*", metavar="KEY=VALUE | KEY")
@@ -274,11 +313,18 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--caddy-bin", help="absolute path of the caddy binary")
     init.add_argument("--templates", help="folder holding Caddyfile.j2")
     init.add_argument("--hook-template", help="the post-receive shim to install (hooks/post-receive)")
+    init.add_argument("--deploy-user", help="the user whose authorized_keys `zdd keys` manages")
     return parser
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        remote_name, argv = _remote_choice(argv)
+        if remote_name:
+            return remote.run(remote_name, argv)
+    except ZddError as error:
+        return _fail(str(error))
     after_dashes = []
     if "run" in argv and "--" in argv:  # `zdd run APP [options] -- CMD ARGS...`: CMD's options are its own
         after_dashes = argv[argv.index("--") + 1:]
@@ -299,6 +345,22 @@ def main(argv=None) -> int:
         return _fail("interrupted")
     except Exception as error:  # a bug, or an engine error zdd has no name for
         return _fail(f"unexpected {type(error).__name__}: {error}")
+
+
+SERVER_ONLY = {"init", "hook", "ssh"}
+
+
+def _remote_choice(argv: list[str]) -> tuple[str | None, list[str]]:
+    """Which git remote to run the command through, if any: ``--remote NAME`` first, or
+    ``production`` when this machine is no zdd server (no settings) and no --root is given."""
+    if argv[:1] == ["--remote"]:
+        if len(argv) < 3:
+            raise InvalidInput("usage: zdd --remote NAME COMMAND [ARGS]")
+        return argv[1], argv[2:]
+    first = argv[0] if argv else ""
+    if first.startswith("-") or first in SERVER_ONLY or config.settings_path().exists():
+        return None, argv
+    return "production", argv
 
 
 def _fail(message: str) -> int:

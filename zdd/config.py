@@ -26,6 +26,7 @@ class Server:
     templates: Path | None = None
     min_free_mb: int = 1024
     max_context_mb: int = 2048
+    deploy_user: str | None = None   # whose authorized_keys `zdd keys` manages
 
     def repo_path(self, app: str) -> Path:
         return self.root / f"{app}.git"
@@ -64,7 +65,12 @@ def load_server(root: str | os.PathLike | None = None) -> Server:
         templates=Path(data["templates"]) if data.get("templates") else None,
         min_free_mb=int(data.get("min_free_mb", 1024)),
         max_context_mb=int(data.get("max_context_mb", 2048)),
+        deploy_user=data.get("deploy_user"),
     )
+
+
+def settings_path(root: str | os.PathLike | None = None) -> Path:
+    return Path(root or os.environ.get("ZDD_ROOT") or DEFAULT_ROOT) / SETTINGS_FILE
 
 
 @dataclasses.dataclass(frozen=True)

@@ -336,6 +336,9 @@ def _history(app, sha, ref, deploy_id, started_at, timer, outcome, reason, image
 
 
 def _who() -> str:
+    """The SSH key's name when zdd's forced command let the push in, else the user."""
+    if os.environ.get("ZDD_BY"):
+        return os.environ["ZDD_BY"]
     try:
         return getpass.getuser()
     except (KeyError, OSError):

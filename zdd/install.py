@@ -20,7 +20,7 @@ DEFAULT_ADMIN = "localhost:2019"
 
 
 def init_app(root, app: str, domain: str, port, branch: str, emit: Emit, *, keep_images=None, caddyfile=None,
-             caddy_admin=None, caddy_bin=None, templates=None, hook_template=None) -> None:
+             caddy_admin=None, caddy_bin=None, templates=None, hook_template=None, deploy_user=None) -> None:
     root = Path(root)
     names.check_app_name(app)
     domain = names.check_site_address(domain)
@@ -31,7 +31,7 @@ def init_app(root, app: str, domain: str, port, branch: str, emit: Emit, *, keep
         caddy.check_admin_address(caddy_admin)
     _check_domain_free(root, app, domain)
 
-    settings = _merged_settings(root, caddyfile, caddy_admin, caddy_bin, templates)
+    settings = _merged_settings(root, caddyfile, caddy_admin, caddy_bin, templates, deploy_user)
     _write_if_changed(root / config.SETTINGS_FILE, settings, emit)
     app_dir = root / "apps" / app
     app_dir.mkdir(parents=True, exist_ok=True)
@@ -55,12 +55,15 @@ def _check_domain_free(root: Path, app: str, domain: str) -> None:
             raise InvalidInput(f"{domain} is already the address of app {other.parent.name!r}: pick another")
 
 
-def _merged_settings(root: Path, caddyfile, caddy_admin, caddy_bin, templates) -> dict:
+def _merged_settings(root: Path, caddyfile, caddy_admin, caddy_bin, templates, deploy_user) -> dict:
     path = root / config.SETTINGS_FILE
     current = json.loads(path.read_text()) if path.exists() else {}
-    given = {"caddyfile": caddyfile, "caddy_admin": caddy_admin, "caddy_bin": caddy_bin, "templates": templates}
-    defaults = {"caddyfile": DEFAULT_CADDYFILE, "caddy_admin": DEFAULT_ADMIN, "caddy_bin": "caddy", "templates": None}
-    return {key: given[key] or current.get(key) or defaults[key] for key in given}
+    given = {"caddyfile": caddyfile, "caddy_admin": caddy_admin, "caddy_bin": caddy_bin, "templates": templates,
+             "deploy_user": deploy_user}
+    defaults = {"caddyfile": DEFAULT_CADDYFILE, "caddy_admin": DEFAULT_ADMIN, "caddy_bin": "caddy", "templates": None,
+                "deploy_user": None}
+    # settings the operator added by hand (min_free_mb, ...) stay
+    return {**current, **{key: given[key] or current.get(key) or defaults[key] for key in given}}
 
 
 def _write_if_changed(path: Path, data: dict, emit: Emit) -> bool:
