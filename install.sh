@@ -136,4 +136,4 @@ fi
 echo "From your laptop:"
 echo "  git remote add production ssh://${DEPLOY_USER:-$(id -un)}@$(hostname -f 2>/dev/null || hostname)$ZDD_ROOT/$APP.git"
 echo "  git push production $BRANCH"
-echo "  zdd status      (zdd installed on the laptop, in the app's checkout: it runs here over ssh)"
+echo "  zdd status      (with zdd on the laptop too, in the app's checkout: it runs here over ssh)"

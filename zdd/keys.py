@@ -180,8 +180,10 @@ def remove_key(server, name: str, emit) -> None:
 
 
 def _save(server, user: str, path: Path, existing: str, updated: list[Key]) -> None:
-    write(server.root, updated)
+    # authorized_keys first: if keys.json then fails, a new key can log in but the forced
+    # command refuses it, and a removed key is gone already
     write_authorized(path, user, rendered(existing, updated, str(server.root / "bin" / "zdd")))
+    write(server.root, updated)
 
 
 def _deploy_user(server) -> str:
