@@ -50,6 +50,10 @@ def stop(base: Path) -> None:
                          capture_output=True, text=True).stdout.split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+    images = subprocess.run(["docker", "images", "-q", "--filter", f"label=zdd.app={APP}"],
+                            capture_output=True, text=True).stdout.split()
+    if images:
+        subprocess.run(["docker", "rmi", "-f", *sorted(set(images))], capture_output=True)
     shutil.rmtree(base, ignore_errors=True)
 
 
