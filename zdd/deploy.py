@@ -78,46 +78,53 @@ def _deploy_locked(server, settings, live, sha, ref, deploy_id, timer, client) -
         counts = _process_counts(repo_config, app_dir, timer.emit)
     deployed_before = any(entry["sha"] == sha for entry in state.read_history(app_dir))
     image, reused = _build_or_reuse(server, client, repo, app, sha, ref, timer, deployed_before)
-    env, mounts = appenv.read(app_dir), storage.read(app_dir)
+    version = generation.Version(client, image, app, sha, ref, deploy_id, repo_config,
+                                 appenv.read(app_dir), storage.read(app_dir))
     if repo_config.release:
         with timer.step("release", f"Running the release command ({oneoff.shown(repo_config.release)})"):
-            oneoff.release(client, image, app, sha, ref, deploy_id, repo_config, env, mounts, timer.emit)
+            oneoff.release(version, timer.emit)
+    old_workers = generation.of_generation(client, app, live and live.get("deploy_id"))
+    web, slot, upstream, port = _start_and_switch(server, settings, live, version, counts, old_workers, timer)
+    _retire(server, client, live, old_workers, repo_config, timer)
+    return state.live_record(app, sha, ref, names.image_tag(app, sha), web, slot, upstream, port,
+                             deploy_id, reused, {p.name: p.as_dict() for p in repo_config.processes})
+
+
+def _start_and_switch(server, settings, live, version, counts, old_workers, timer):
+    """Start the new generation beside the old, gate it, switch traffic and watch. On any
+    failure, remove what it started and give the old generation back its singletons."""
+    repo_config, image = version.config, version.image
     port, source = config.choose_port(settings, repo_config, engine.exposed_ports(image))
     slot = slots.other(live and live.get("slot"))
-    old_workers = generation.of_generation(client, app, live and live.get("deploy_id"))
     new, paused, web = [], [], None
     try:
-        name = names.container_name(app, sha, deploy_id)
+        name = names.container_name(version.app, version.sha, version.deploy_id)
         with timer.step("start", f"Starting {name} in slot {slot} (app port {port}, from {source})"):
-            labels = generation.web_labels(app, sha, ref, deploy_id, slot, port, repo_config.processes)
-            web, host_port = _start_in_slot(server, client, image, name, port, slot, labels, env, mounts,
-                                            repo_config.process(processes.WEB).command)
+            labels = generation.web_labels(version.app, version.sha, version.ref, version.deploy_id, slot, port,
+                                           repo_config.processes)
+            web, host_port = _start_in_slot(server, version, name, port, slot, labels)
             new.append(web)
-            workers = _start_workers(client, image, app, sha, ref, deploy_id, repo_config, counts, env, mounts,
-                                     timer.emit, overlap=True)
+            workers = _start_workers(version, counts, timer.emit, overlap=True)
             new += [worker.container for worker in workers]
         upstream = f"{engine.LOOPBACK}:{host_port}"
-        _health_gate(client, web, image, host_port, upstream, repo_config, timer, f"{port}, from {source}")
+        _health_gate(version.client, web, image, host_port, upstream, repo_config, timer, f"{port}, from {source}")
         if workers:
             with timer.step("workers", f"Checking {len(workers)} worker container(s) "
                                        f"({_worker_check(image, repo_config)})"):
-                generation.gate_workers(client, image, workers, repo_config, timer.emit)
-        _replace_singletons(client, image, app, sha, ref, deploy_id, repo_config, counts, env, mounts,
-                            old_workers, new, paused, timer)
+                generation.gate_workers(version, workers, timer.emit)
+        _replace_singletons(version, counts, old_workers, new, paused, timer)
         with timer.step("switch", f"Switching traffic to slot {slot} ({upstream})"):
             _switch(server, settings, slot, timer.emit)
-        timer.emit(f"    serving {sha[:12]} now, {sum(timer.durations.values()):.1f}s after the deploy began")
+        timer.emit(f"    serving {version.sha[:12]} now, {sum(timer.durations.values()):.1f}s after the deploy began")
         if live and repo_config.watch_seconds:
             with timer.step("watch", f"Watching the new container for {repo_config.watch_seconds:g}s, "
                                      f"ready to switch back to {live['sha'][:12]}"):
-                _watch(server, app, web, live["slot"], repo_config.watch_seconds)
+                _watch(server, version.app, web, live["slot"], repo_config.watch_seconds)
     except Exception as error:
         generation.discard(new, timer.emit, failed=getattr(error, "container", web))
         _resume(paused, timer.emit)
         raise
-    _retire(server, client, live, old_workers, repo_config, timer)
-    return state.live_record(app, sha, ref, names.image_tag(app, sha), web, slot, upstream, port,
-                             deploy_id, reused, {p.name: p.as_dict() for p in repo_config.processes})
+    return web, slot, upstream, port
 
 
 def _process_counts(repo_config, app_dir, emit: Emit) -> dict[str, int]:
@@ -131,15 +138,13 @@ def _process_counts(repo_config, app_dir, emit: Emit) -> dict[str, int]:
     return counts
 
 
-def _start_workers(client, image, app, sha, ref, deploy_id, repo_config, counts, env, mounts, emit,
-                   overlap: bool) -> list:
+def _start_workers(version, counts: dict[str, int], emit: Emit, overlap: bool) -> list:
     started = []
-    for process in repo_config.processes:
+    for process in version.config.processes:
         if process.name == processes.WEB or process.overlap != overlap or not counts[process.name]:
             continue
         emit(f"    starting {counts[process.name]} {process.name} container(s): {oneoff.shown(process.command)}")
-        started += generation.start_workers(client, image, app, sha, ref, deploy_id, process,
-                                            counts[process.name], env, mounts)
+        started += generation.start_workers(version, process, counts[process.name])
     return started
 
 
@@ -149,21 +154,20 @@ def _worker_check(image, repo_config) -> str:
     return f"each must stay up {repo_config.worker_check_seconds:g}s"
 
 
-def _replace_singletons(client, image, app, sha, ref, deploy_id, repo_config, counts, env, mounts,
-                        old_workers, new: list, paused: list, timer) -> None:
+def _replace_singletons(version, counts: dict[str, int], old_workers: dict, new: list, paused: list,
+                        timer) -> None:
     """Processes with overlap = false: stop the old container(s), then start and gate the new.
     Adds the stopped old containers to ``paused``, to be started again if the deploy fails."""
-    singles = [p for p in repo_config.processes if not p.overlap]
+    singles = [p for p in version.config.processes if not p.overlap]
     if not singles:
         return
     message = f"Replacing {', '.join(p.name for p in singles)} (overlap = false: the old stops first)"
     with timer.step("singletons", message):
         paused += [c for p in singles for c in old_workers.get(p.name, [])]
-        generation.pause_all(paused, repo_config.stop_timeout)
-        workers = _start_workers(client, image, app, sha, ref, deploy_id, repo_config, counts, env, mounts,
-                                 timer.emit, overlap=False)
+        generation.pause_all(paused, version.config.stop_timeout)
+        workers = _start_workers(version, counts, timer.emit, overlap=False)
         new += [worker.container for worker in workers]
-        generation.gate_workers(client, image, workers, repo_config, timer.emit)
+        generation.gate_workers(version, workers, timer.emit)
 
 
 def _resume(paused: list, emit: Emit) -> None:
@@ -228,18 +232,19 @@ def _build_or_reuse(server, client, repo, app, sha, ref, timer, deployed_before:
     return image, False
 
 
-def _start_in_slot(server, client, image, name, port, slot, labels, env, mounts, command):
+def _start_in_slot(server, version, name, port, slot, labels):
     """Start the web container on the slot's port; if something else took that port, pick another."""
-    app_dir = server.app_dir(labels["zdd.app"])
-    host_port = routing.slot_ports(server, labels["zdd.app"])[slot]
+    host_port = routing.slot_ports(server, version.app)[slot]
 
     def start(host_port):
-        return engine.start_container(client, image, name, labels, env, command=command,
-                                      publish=(port, host_port), mounts=mounts)
+        return engine.start_container(version.client, version.image, name, labels, version.env,
+                                      command=version.config.process(processes.WEB).command,
+                                      publish=(port, host_port), mounts=version.mounts)
     try:
         container = start(host_port)
     except engine.PortInUse:
-        host_port = slots.replace_port(app_dir, slot, routing.ports_of_other_apps(server, labels["zdd.app"]))
+        host_port = slots.replace_port(server.app_dir(version.app), slot,
+                                       routing.ports_of_other_apps(server, version.app))
         container = start(host_port)
     return container, host_port
 

@@ -2,6 +2,7 @@
 them, show why one failed and remove them, or retire the old generation once traffic moved."""
 
 import concurrent.futures
+import dataclasses
 import json
 import time
 from typing import Callable
@@ -10,6 +11,24 @@ from zdd import engine, health, names, processes
 from zdd.errors import ContainerFailed
 
 Emit = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Version:
+    """One deploy's version of an app: its image, and what each of its containers gets."""
+
+    client: object
+    image: object
+    app: str
+    sha: str
+    ref: str
+    deploy_id: str
+    config: object          # the commit's zdd.toml, a config.RepoConfig
+    env: dict
+    mounts: list
+
+    def labels(self, process: str, **extra: str) -> dict:
+        return labels(self.app, self.sha, self.ref, process, self.deploy_id, **extra)
 
 
 def labels(app: str, sha: str, ref: str, process: str, deploy_id: str, **extra: str) -> dict:
@@ -31,27 +50,27 @@ class Worker:
         self.process, self.container, self.started = process, container, time.monotonic()
 
 
-def start_workers(client, image, app: str, sha: str, ref: str, deploy_id: str, process: processes.Process,
-                  count: int, env: dict, mounts, first: int = 1) -> list[Worker]:
+def start_workers(version: Version, process: processes.Process, count: int, first: int = 1) -> list[Worker]:
     started = []
     for index in range(first, first + count):
-        name = f"zdd-{app}-{process.name}-{sha[:12]}-{deploy_id}-{index}"
+        name = f"zdd-{version.app}-{process.name}-{version.sha[:12]}-{version.deploy_id}-{index}"
         container = engine.start_container(
-            client, image, name, labels(app, sha, ref, process.name, deploy_id, **{"zdd.index": str(index)}),
-            env, command=process.command, mounts=mounts, healthcheck=process.healthcheck)
+            version.client, version.image, name, version.labels(process.name, **{"zdd.index": str(index)}),
+            version.env, command=process.command, mounts=version.mounts, healthcheck=process.healthcheck)
         started.append(Worker(process, container))
     return started
 
 
-def gate_workers(client, image, workers: list[Worker], repo_config, emit: Emit) -> None:
+def gate_workers(version: Version, workers: list[Worker], emit: Emit) -> None:
     """Docker's HEALTHCHECK where the image has one (and the process keeps it), else the
     container must stay up ``worker_check_seconds`` from its start."""
-    command = engine.health_command(image)
+    command = engine.health_command(version.image)
+    repo_config = version.config
     for worker in workers:
         uses_healthcheck = bool(command) and worker.process.healthcheck
         try:
             if uses_healthcheck:
-                probe = engine.HealthCommandProbe(client, worker.container, command)
+                probe = engine.HealthCommandProbe(version.client, worker.container, command)
                 health.wait_until_healthy(worker.container, probe, repo_config.health_timeout,
                                           repo_config.health_interval, emit, docker_health=True)
             else:

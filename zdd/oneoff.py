@@ -20,12 +20,12 @@ def shown(command) -> str:
     return shlex.join(command)
 
 
-def release(client, image, app: str, sha: str, ref: str, deploy_id: str, repo_config, env: dict, mounts,
-            emit: Emit) -> None:
+def release(version: generation.Version, emit: Emit) -> None:
     """Run the release command to completion, its output streamed; raise ReleaseFailed unless it exits 0."""
-    name = f"zdd-{app}-release-{sha[:12]}-{deploy_id}"
-    labels = generation.labels(app, sha, ref, processes.RELEASE, deploy_id)
-    code, tail = engine.run_to_completion(client, image, name, labels, env, repo_config.release, mounts,
+    repo_config = version.config
+    name = f"zdd-{version.app}-release-{version.sha[:12]}-{version.deploy_id}"
+    code, tail = engine.run_to_completion(version.client, version.image, name, version.labels(processes.RELEASE),
+                                          version.env, repo_config.release, version.mounts,
                                           repo_config.release_timeout, lambda line: emit(f"    {line}"))
     last = f" (its last line: {tail[-1].strip()!r})" if tail and tail[-1].strip() else ""
     if code is None:

@@ -96,11 +96,11 @@ def _scale_process(server, client, app, live, process, count: int, repo_config, 
             raise ZddError(f"the live image {live['image']} is missing: `zdd restart {app}` rebuilds it")
         first = 1 + max((int(c.labels.get("zdd.index") or 0) for c in have), default=0)
         app_dir = server.app_dir(app)
-        started = generation.start_workers(client, image, app, live["sha"], live["ref"], live["deploy_id"],
-                                           process, count - len(have), appenv.read(app_dir),
-                                           storage.read(app_dir), first=first)
+        version = generation.Version(client, image, app, live["sha"], live["ref"], live["deploy_id"], repo_config,
+                                     appenv.read(app_dir), storage.read(app_dir))
+        started = generation.start_workers(version, process, count - len(have), first=first)
         try:
-            generation.gate_workers(client, image, started, repo_config, emit)
+            generation.gate_workers(version, started, emit)
         except Exception as error:
             generation.discard([w.container for w in started], emit, failed=getattr(error, "container", None))
             raise
