@@ -34,8 +34,24 @@ def find_image(client: docker.DockerClient, tag: str):
         return None
 
 
+# A cached layer this build started from was deleted meanwhile (another app's images pruned or
+# destroyed at that moment: apps with the same Dockerfile steps share layers). Building again works.
+LAYER_REMOVED_DURING_BUILD = ("unknown parent image ID", "failed to set parent")
+
+
 def build_image(client, context: IO[bytes], tag: str, labels: dict, emit: Emit):
-    """Build from a tar stream, streaming the build's output line by line."""
+    """Build from a seekable tar stream, streaming the build's output line by line."""
+    try:
+        return _build_once(client, context, tag, labels, emit)
+    except BuildFailed as error:
+        if not any(text in str(error) for text in LAYER_REMOVED_DURING_BUILD):
+            raise
+        emit("a cached layer was removed during the build (another app's images were pruned): building again")
+        context.seek(0)
+        return _build_once(client, context, tag, labels, emit)
+
+
+def _build_once(client, context: IO[bytes], tag: str, labels: dict, emit: Emit):
     tail: list[str] = []
     try:
         for chunk in client.api.build(
