@@ -167,6 +167,18 @@ def test_keys_push_and_run_zdd_for_their_apps_and_nothing_else(lab, tmp_path, do
     rollback = laptop(a, "rollback", key="alice", lab=lab)
 
     assert status.returncode == 0 and f"keyed-a: {v2[:12]}" in status.stdout, status.stderr
+    laptop_env = f"PATH=/usr/bin:/bin GIT_SSH_COMMAND='{lab.ssh('alice')}'"
+    with_tty = run(["script", "-qec", f"{laptop_env} {LAPTOP_ZDD} run -- /bin/busybox tty", "/dev/null"],
+                   cwd=a.path)
+    expect(with_tty.stdout, "/dev/pts/")
+    following = subprocess.Popen([str(LAPTOP_ZDD), "logs", "-f"], cwd=a.path, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True,
+                                 env={"PATH": "/usr/bin:/bin", "GIT_SSH_COMMAND": lab.ssh("alice")})
+    time.sleep(2)
+    still_following = following.poll() is None
+    following.terminate()
+    assert still_following, following.communicate(timeout=10)
+    following.wait(timeout=10)
     assert logs.returncode == 0, logs.stderr
     assert env.returncode == 0, env.stderr
     assert one_off.returncode == 5 and one_off.stdout == "hello; world\n", (one_off.stdout, one_off.stderr)
@@ -185,6 +197,10 @@ def test_keys_push_and_run_zdd_for_their_apps_and_nothing_else(lab, tmp_path, do
         "an admin command": lab.as_key("alice", "zdd", "keys", "list"),
         "destroy": lab.as_key("alice", "zdd", "destroy", "keyed-a", "--yes"),
         "a path outside": lab.as_key("alice", "git-upload-pack", "'/etc'"),
+        "unbalanced quotes": lab.as_key("alice", "zdd status 'keyed-a"),
+        "a server-side command": lab.as_key("alice", "zdd", "init", "keyed-a", "--domain", ":9"),
+        "the hook": lab.as_key("alice", "zdd", "hook", "keyed-a"),
+        "another app in apps": lab.as_key("alice", "zdd", "apps", "--only", "keyed-b"),
         "another app's push": b.push("main"),
         "another app's fetch": run(["git", "ls-remote", "production"], cwd=b.path),
     }
