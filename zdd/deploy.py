@@ -100,9 +100,7 @@ def _start_and_switch(server, settings, live, version, counts, old_workers, time
     try:
         name = names.container_name(version.app, version.sha, version.deploy_id)
         with timer.step("start", f"Starting {name} in slot {slot} (app port {port}, from {source})"):
-            labels = generation.web_labels(version.app, version.sha, version.ref, version.deploy_id, slot, port,
-                                           repo_config.processes)
-            web, host_port = _start_in_slot(server, version, name, port, slot, labels)
+            web, host_port = _start_in_slot(server, version, name, port, slot)
             new.append(web)
             workers = _start_workers(version, counts, timer.emit, overlap=True)
             new += [worker.container for worker in workers]
@@ -232,9 +230,10 @@ def _build_or_reuse(server, client, repo, app, sha, ref, timer, deployed_before:
     return image, False
 
 
-def _start_in_slot(server, version, name, port, slot, labels):
+def _start_in_slot(server, version, name, port, slot):
     """Start the web container on the slot's port; if something else took that port, pick another."""
     host_port = routing.slot_ports(server, version.app)[slot]
+    labels = generation.web_labels(version, slot, port)
 
     def start(host_port):
         return engine.start_container(version.client, version.image, name, labels, version.env,

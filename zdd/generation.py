@@ -35,12 +35,11 @@ def labels(app: str, sha: str, ref: str, process: str, deploy_id: str, **extra: 
     return {**names.labels(app, sha, ref), "zdd.process": process, "zdd.deploy": deploy_id, **extra}
 
 
-def web_labels(app, sha, ref, deploy_id, slot: str, port: int, declared) -> dict:
+def web_labels(version: Version, slot: str, port: int) -> dict:
     """The web container also carries the generation's process list, so that a deploy
     interrupted after its switch can be adopted with every process it declared."""
-    spec = json.dumps({p.name: p.as_dict() for p in declared}, sort_keys=True)
-    return labels(app, sha, ref, processes.WEB, deploy_id, **{"zdd.slot": slot, "zdd.port": str(port),
-                                                             "zdd.processes": spec})
+    spec = json.dumps({p.name: p.as_dict() for p in version.config.processes}, sort_keys=True)
+    return version.labels(processes.WEB, **{"zdd.slot": slot, "zdd.port": str(port), "zdd.processes": spec})
 
 
 class Worker:

@@ -43,19 +43,24 @@ def process_table(server: config.Server, client, app: str, live: dict | None) ->
     """Each declared process of the live version: its command, the count wanted, its containers."""
     if not live:
         return {}
-    wanted = processes.desired(_declared(live), processes.read_scale(server.app_dir(app)))
+    declared = _declared(live)
+    wanted = processes.desired(declared, processes.read_scale(server.app_dir(app)))
     group = generation.of_generation(client, app, live.get("deploy_id"))
     web = engine.get_container(client, live.get("container_id"))
     group[processes.WEB] = [web] if web else []
     table = {}
-    for process in _declared(live):
+    for process in declared:
         table[process.name] = {
             "command": list(process.command) if process.command else None, "overlap": process.overlap,
             "wanted": wanted[process.name],
-            "containers": [{"name": c.name, "status": engine.state(c)["status"], "health": engine.state(c)["health"]}
-                           for c in group.get(process.name, [])],
+            "containers": [_container_row(c) for c in group.get(process.name, [])],
         }
     return table
+
+
+def _container_row(container) -> dict:
+    now = engine.state(container)
+    return {"name": container.name, "status": now["status"], "health": now["health"]}
 
 
 def _declared(live: dict) -> list[processes.Process]:
@@ -180,7 +185,8 @@ def process_containers(server: config.Server, client, app: str, process: str) ->
     return found
 
 
-def logs(server: config.Server, client, app: str, follow: bool, tail: int, process: str = processes.WEB) -> Iterator[str]:
+def logs(server: config.Server, client, app: str, follow: bool, tail: int,
+         process: str = processes.WEB) -> Iterator[str]:
     """The log of the process's containers; with several, each line says which one wrote it."""
     containers = process_containers(server, client, app, process)
     if len(containers) == 1:
