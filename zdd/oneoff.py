@@ -1,7 +1,10 @@
 """One-off containers from an app's image: the release step of a deploy, and `zdd run`."""
 
+import os
 import shlex
 import signal
+import threading
+import time
 from typing import Callable
 
 from zdd import appenv, config, engine, generation, processes, state, storage
@@ -55,6 +58,7 @@ def run(server: config.Server, client, app: str, command: list[str], process: st
     name = f"zdd-{app}-run-{live['sha'][:12]}-{engine.short_id()}"
     container = engine.create_interactive(client, image, name, labels, env, command, storage.read(app_dir), tty)
     previous = {sig: signal.signal(sig, _raise_hangup) for sig in HANGUPS}
+    _hang_up_when_orphaned()
     try:
         code = engine.attach_terminal(container)
     except _HungUp as hangup:
@@ -64,6 +68,19 @@ def run(server: config.Server, client, app: str, command: list[str], process: st
             signal.signal(sig, handler)
         engine.remove(container)
     return 1 if code is None else code
+
+
+def _hang_up_when_orphaned(poll: float = 0.5) -> None:
+    """Without a pty, a dropped SSH session sends no SIGHUP: sshd just goes away, leaving this
+    process to init. Seeing the parent change counts as the hang-up it is."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os.kill(os.getpid(), signal.SIGHUP)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 class _HungUp(Exception):

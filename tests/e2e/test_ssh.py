@@ -211,6 +211,15 @@ def test_keys_push_and_run_zdd_for_their_apps_and_nothing_else(lab, tmp_path, do
     assert lab.server.status("keyed-a")["sha"] == v1 and http_get(site_a) == (200, "v1"), "destroy did not run"
     assert not lab.server.history("keyed-b"), "nothing reached keyed-b"
 
+    dropped = subprocess.Popen([*lab.ssh("alice").split(), "-T", f"{USER}@127.0.0.1", "zdd", "run", "keyed-a", "--",
+                                "/bin/busybox", "sleep", "60"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    runs = {"label": ["zdd.app=keyed-a", "zdd.process=run"]}
+    assert wait_for(lambda: docker_client.containers.list(filters=runs), timeout=20)
+    dropped.kill()  # the laptop vanishes: no pty, so sshd sends no SIGHUP
+    dropped.wait(timeout=10)
+    assert wait_for(lambda: not docker_client.containers.list(all=True, filters=runs), timeout=20), \
+        "a one-off run of a dropped SSH session is removed"
+
     local = free_port()
     admin_port = lab.server.admin.split(":")[1]
     tunnel = subprocess.Popen([*lab.ssh("alice").split(), "-N", "-L", f"{local}:127.0.0.1:{admin_port}",
