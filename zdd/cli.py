@@ -326,7 +326,7 @@ def main(argv=None) -> int:
     except ZddError as error:
         return _fail(str(error))
     after_dashes = []
-    if "run" in argv and "--" in argv:  # `zdd run APP [options] -- CMD ARGS...`: CMD's options are its own
+    if "--" in argv and "run" in argv[:argv.index("--")]:  # `zdd run APP [opts] -- CMD ARGS`: CMD's own options
         after_dashes = argv[argv.index("--") + 1:]
         argv = argv[:argv.index("--")]
     args = build_parser().parse_args(argv)

@@ -34,6 +34,10 @@ class Server:
     def app_dir(self, app: str) -> Path:
         return self.root / "apps" / app
 
+    def storage_root(self) -> Path:
+        """The only folder whose subfolders `zdd storage` may mount into containers."""
+        return self.root / "storage"
+
     def app_names(self) -> list[str]:
         apps_dir = self.root / "apps"
         if not apps_dir.is_dir():

@@ -1,12 +1,11 @@
 """Everything zdd asks of the Docker engine, through the Docker SDK."""
 
 import os
-import secrets
 import shutil
 import subprocess
 import threading
 import time
-from typing import IO, Callable
+from typing import IO, Callable, Iterator
 
 import docker
 import docker.errors
@@ -285,24 +284,25 @@ def run_to_completion(client, image, name: str, labels: dict, env: dict, command
 
 
 def _pump_lines(container, tail: list[str], emit: Emit) -> None:
-    pending = b""
     try:
-        for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                _keep_line(line, tail, emit)
+        for line in log_lines(container, follow=True):
+            tail.append(line)
+            del tail[:-20]
+            emit(line)
     except docker.errors.APIError:
         pass
+
+
+def log_lines(container, follow: bool, tail: int | str = "all") -> Iterator[str]:
+    """The container's log (stdout and stderr) as text lines, as they come."""
+    pending = b""
+    for chunk in container.logs(stream=True, follow=follow, tail=tail, stdout=True, stderr=True):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.decode("utf-8", "replace").rstrip("\r")
     if pending:
-        _keep_line(pending, tail, emit)
-
-
-def _keep_line(raw: bytes, tail: list[str], emit: Emit) -> None:
-    line = raw.decode("utf-8", "replace").rstrip("\r")
-    tail.append(line)
-    del tail[:-20]
-    emit(line)
+        yield pending.decode("utf-8", "replace").rstrip("\r")
 
 
 def _wait_exit(container, timeout: float) -> int | None:
@@ -333,7 +333,3 @@ def attach_terminal(container) -> int | None:
     if container.status in ("exited", "dead"):
         return container.attrs["State"]["ExitCode"]
     return None
-
-
-def short_id() -> str:
-    return secrets.token_hex(3)

@@ -112,17 +112,21 @@ def report_failure(container, emit: Emit) -> None:
 
 def stop_all(containers, stop_timeout: float) -> None:
     """SIGTERM every container at once, SIGKILL after ``stop_timeout``, remove them."""
-    if not containers:
-        return
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(containers))) as pool:
-        list(pool.map(lambda c: engine.stop_and_remove(c, stop_timeout), containers))
+    _at_once(containers, lambda c: engine.stop_and_remove(c, stop_timeout))
 
 
 def pause_all(containers, stop_timeout: float) -> None:
     """Stop (not remove) every container: for singletons that must not overlap their successor,
     so that they can be started again if the deploy fails."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(8, len(containers)))) as pool:
-        list(pool.map(lambda c: c.stop(timeout=int(stop_timeout)), containers))
+    _at_once(containers, lambda c: c.stop(timeout=int(stop_timeout)))
+
+
+def _at_once(containers, action) -> None:
+    """``action`` on every container in parallel: stopping each can take its whole stop timeout."""
+    if not containers:
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(containers))) as pool:
+        list(pool.map(action, containers))
 
 
 def of_generation(client, app: str, deploy_id: str | None) -> dict[str, list]:

@@ -1,6 +1,7 @@
 """One-off containers from an app's image: the release step of a deploy, and `zdd run`."""
 
 import os
+import secrets
 import shlex
 import signal
 import threading
@@ -55,7 +56,7 @@ def run(server: config.Server, client, app: str, command: list[str], process: st
         raise ZddError(f"the live image {live['image']} is missing: `zdd restart {app}` rebuilds it")
     labels = generation.labels(app, live["sha"], live["ref"], processes.RUN, live["deploy_id"])
     env = {**appenv.read(app_dir), **extra_env}
-    name = f"zdd-{app}-run-{live['sha'][:12]}-{engine.short_id()}"
+    name = f"zdd-{app}-run-{live['sha'][:12]}-{secrets.token_hex(3)}"
     container = engine.create_interactive(client, image, name, labels, env, command, storage.read(app_dir), tty)
     previous = {sig: signal.signal(sig, _raise_hangup) for sig in HANGUPS}
     _hang_up_when_orphaned()

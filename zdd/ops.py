@@ -114,14 +114,10 @@ def _scale_process(server, client, app, live, process, count: int, repo_config, 
         emit(f"{process.name}: {count} running already")
 
 
-def storage_root(server: config.Server):
-    return server.root / "storage"
-
-
 def add_storage(server: config.Server, client, app: str, spec: str, emit: Emit) -> storage.Mount:
     config.load_app(server, app)
     app_dir = server.app_dir(app)
-    root = storage_root(server)
+    root = server.storage_root()
     mount = storage.parse(spec, app, root)
     mounts = storage.added(storage.read(app_dir), mount)
     if mount.kind == "volume":
@@ -207,15 +203,11 @@ def logs(server: config.Server, client, app: str, follow: bool, tail: int,
 
 
 def _pump_prefixed(container, follow: bool, tail: int, prefix: str, lines: queue.Queue) -> None:
-    pending = b""
-    for chunk in container.logs(stream=True, follow=follow, tail=tail):
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            lines.put(prefix + line.decode("utf-8", "replace") + "\n")
-    if pending:
-        lines.put(prefix + pending.decode("utf-8", "replace") + "\n")
-    lines.put(None)
+    try:
+        for line in engine.log_lines(container, follow, tail):
+            lines.put(f"{prefix}{line}\n")
+    finally:
+        lines.put(None)
 
 
 def restart(server: config.Server, app: str, emit: Emit) -> dict:
