@@ -6,6 +6,8 @@
 # and deploys without root (created if missing). Settings come from the environment
 # (defaults shown) and are recorded, so the hook and the zdd command need none later:
 #   ZDD_ROOT=/srv/zdd  ZDD_CADDYFILE=/etc/caddy/Caddyfile  ZDD_CADDY_ADMIN=localhost:2019
+#   ZDD_HTTP_PORT=80  ZDD_HTTPS_PORT=443  (the shared sites of apps addressed by host name)
+#   ZDD_TLS=acme  (certificates from a public CA; internal: from Caddy's own CA)
 # Re-running it with the same arguments changes nothing.
 set -euo pipefail
 
@@ -71,7 +73,7 @@ fi
 docker version >/dev/null 2>&1 || echo "note: no Docker daemon answers yet: start it (systemctl start docker) before the first push"
 
 VENV=$ZDD_ROOT/venv
-mkdir -p "$ZDD_ROOT/bin" "$ZDD_ROOT/templates" "$ZDD_ROOT/caddy.d" "$ZDD_ROOT/storage"
+mkdir -p "$ZDD_ROOT/bin" "$ZDD_ROOT/templates" "$ZDD_ROOT/caddy.d" "$ZDD_ROOT/storage" "$ZDD_ROOT/hosts/http" "$ZDD_ROOT/hosts/https"
 fingerprint=$(cd "$SRC" && cat setup.cfg pyproject.toml zdd/*.py | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$VENV/.zdd-source" 2>/dev/null)" != "$fingerprint" ]; then
   echo "installing zdd into $VENV"
@@ -115,12 +117,16 @@ if [ -n "$DEPLOY_USER" ]; then
   if [ "$(stat -c %G "$caddy_dir")" != zdd ]; then chgrp zdd "$caddy_dir"; chmod 2775 "$caddy_dir"; echo "made $caddy_dir writable by group zdd"; fi
   if [ -f "$ZDD_CADDYFILE" ] && [ "$(stat -c %G "$ZDD_CADDYFILE")" != zdd ]; then chgrp zdd "$ZDD_CADDYFILE"; chmod 0664 "$ZDD_CADDYFILE"; fi
   # `zdd storage APP add $ZDD_ROOT/storage/DIR:/path` makes folders there as the deploy user
-  if [ "$(stat -c %G "$ZDD_ROOT/storage")" != zdd ]; then chgrp zdd "$ZDD_ROOT/storage"; chmod 2775 "$ZDD_ROOT/storage"; fi
+  # and links host names to apps in hosts/ (Caddy, another user, only reads them)
+  for dir in "$ZDD_ROOT/storage" "$ZDD_ROOT/hosts" "$ZDD_ROOT/hosts/http" "$ZDD_ROOT/hosts/https"; do
+    if [ "$(stat -c %G "$dir")" != zdd ]; then chgrp zdd "$dir"; chmod 2775 "$dir"; fi
+  done
 fi
 
 "$ZDD_ROOT/bin/zdd" init "$APP" --domain "$DOMAIN" ${PORT:+--port "$PORT"} --branch "$BRANCH" ${KEEP:+--keep "$KEEP"} \
   --caddyfile "$ZDD_CADDYFILE" --caddy-admin "$ZDD_CADDY_ADMIN" --caddy-bin "$CADDY_BIN" \
-  --templates "$ZDD_ROOT/templates" --hook-template "$SRC/hooks/post-receive" ${DEPLOY_USER:+--deploy-user "$DEPLOY_USER"}
+  --templates "$ZDD_ROOT/templates" --hook-template "$SRC/hooks/post-receive" ${DEPLOY_USER:+--deploy-user "$DEPLOY_USER"} \
+  ${ZDD_HTTP_PORT:+--http-port "$ZDD_HTTP_PORT"} ${ZDD_HTTPS_PORT:+--https-port "$ZDD_HTTPS_PORT"} ${ZDD_TLS:+--tls "$ZDD_TLS"}
 
 if [ -n "$DEPLOY_USER" ]; then
   for path in "$ZDD_ROOT/$APP.git" "$ZDD_ROOT/apps/$APP"; do

@@ -23,11 +23,12 @@ import docker
 import lab
 import report
 import testapp
-from cases import VERSIONS, Blog, Naive, Steady, ZddApp, ZddPush, ZddRollback
+from cases import VERSIONS, Blog, Naive, Neighbours, Steady, ZddApp, ZddPush, ZddRollback
 from measure import measure
 
 BENCH = Path(__file__).resolve().parent
-CASE_NAMES = ("steady", "naive", "blog", "zdd", "zdd-rollback", "zdd-ignore-term", "blog-ignore-term")
+CASE_NAMES = ("steady", "naive", "blog", "zdd", "zdd-rollback", "zdd-ignore-term", "blog-ignore-term",
+              "neighbours", "neighbours-own-ports")
 IMAGE = f"{lab.PREFIX}-prebuilt"
 
 
@@ -47,9 +48,9 @@ class Env:
             self.processes.append(self._zdd.caddy)
         return self._zdd
 
-    def wait_serving(self, site: str, body: str) -> None:
-        if not lab.wait_for(lambda: lab.http_get(site + "/") == (200, body), timeout=60):
-            raise RuntimeError(f"{site} does not serve {body!r}")
+    def wait_serving(self, site: str, body: str, host: str | None = None) -> None:
+        if not lab.wait_for(lambda: lab.http_get(site + "/", host=host) == (200, body), timeout=60):
+            raise RuntimeError(f"{site} does not serve {body!r}" + (f" for {host}" if host else ""))
 
     def close(self) -> None:
         for process in self.processes:
@@ -81,6 +82,10 @@ def make_cases(env: Env, names: list[str], images: dict) -> dict:
         apps.setdefault(key, ZddApp(env, key, ignore_term))
         return apps[key]
 
+    def host_app() -> ZddApp:  # the app whose clients the neighbours cases measure
+        apps.setdefault("bench-host", ZddApp(env, "bench-host", False, host="bench-host.test"))
+        return apps["bench-host"]
+
     makers = {
         "steady": lambda: Steady(zdd_app(False)),
         "naive": lambda: Naive(env, images["exits"]),
@@ -89,6 +94,8 @@ def make_cases(env: Env, names: list[str], images: dict) -> dict:
         "zdd-rollback": lambda: ZddRollback(zdd_app(False)),
         "zdd-ignore-term": lambda: ZddPush(zdd_app(True)),
         "blog-ignore-term": lambda: Blog(env, images["ignores"], "-noterm"),
+        "neighbours": lambda: Neighbours(host_app(), own_port=False),
+        "neighbours-own-ports": lambda: Neighbours(host_app(), own_port=True),
     }
     return {name: makers[name]() for name in names}
 
@@ -99,7 +106,8 @@ def run_deploys(cases: dict, args) -> dict[str, list[dict]]:
     for repeat in range(1, args.repeat + 1):
         for name, case in cases.items():
             body, action = case.next_deploy()
-            figures = measure(case.site, action, body, args.clients, args.long_clients, args.pause)
+            figures = measure(case.site, action, body, args.clients, args.long_clients, args.pause,
+                              getattr(case, "host", None))
             figures.update(case.details(), case=name, repeat=repeat, to=body)
             if "zdd_steps" in figures:
                 figures.update(zdd_figures(figures))
@@ -128,6 +136,8 @@ def progress(f: dict) -> str:
         line += f"  serving {f['push_to_serving_s']:.2f}s"
     if "zdd_overhead_s" in f:
         line += f"  overhead {f['zdd_overhead_s']:.2f}s"
+    if "caddy_reloads" in f:
+        line += f"  Caddy reloads {f['caddy_reloads']}"
     return line
 
 

@@ -81,11 +81,12 @@ class Blog(Baseline):
 
 
 class ZddApp:
-    """One app on the zdd server and its working copy; shared by the cases that push to it."""
+    """One app on the zdd server and its working copy; shared by the cases that push to it.
+    Addressed by a port of its own, or by ``host`` on the server's shared HTTP site."""
 
-    def __init__(self, env, app: str, ignore_term: bool):
-        self.env, self.app = env, app
-        self.site = f"http://127.0.0.1:{lab.free_port()}"
+    def __init__(self, env, app: str, ignore_term: bool, host: str | None = None):
+        self.env, self.app, self.host = env, app, host
+        self.site = None if host else f"http://127.0.0.1:{lab.free_port()}"
         self.copy = None
         self.ignore_term = ignore_term
         self.deployed: list[tuple[str, str]] = []  # (sha, body) in the order they went live
@@ -94,12 +95,14 @@ class ZddApp:
         if self.copy:
             return
         server = self.env.zdd_server()
-        server.install(self.app, self.site)
+        if self.host:
+            self.site = f"http://127.0.0.1:{server.http_port}"
+        server.install(self.app, f"http://{self.host}" if self.host else self.site)
         self.copy = lab.WorkingCopy(self.env.folder / f"work-{self.app}", server.repo(self.app),
                                     self.env.start_delay, self.ignore_term)
         for body in VERSIONS:  # the first deploy reloads Caddy; the second shows a routine one
             self.push_commit(body)
-        self.env.wait_serving(self.site, VERSIONS[1])
+        self.env.wait_serving(self.site, VERSIONS[1], self.host)
 
     @property
     def live(self) -> str:
@@ -138,7 +141,14 @@ class OnZddApp:
 
     def __init__(self, app: ZddApp):
         self.app = app
-        self.site = app.site
+
+    @property
+    def site(self) -> str:
+        return self.app.site
+
+    @property
+    def host(self) -> str | None:
+        return self.app.host
 
     def setup(self) -> None:
         self.app.setup()
@@ -181,6 +191,41 @@ class Steady(OnZddApp):
     def _idle(self) -> dict:
         time.sleep(self.seconds)
         return {"push_to_serving_s": None}  # nothing new to serve
+
+    def details(self) -> dict:
+        return {}
+
+
+class Neighbours(OnZddApp):
+    """No deploy of the measured app: another app is installed, first-deployed, re-addressed
+    and destroyed beside it. Addressed by host names, that reloads nothing; by ports of its
+    own, each of the three steps reloads Caddy, which cuts the measured app's idle connections."""
+
+    def __init__(self, app: ZddApp, own_port: bool):
+        super().__init__(app)
+        self.own_port = own_port
+        self.title = "zdd: another app comes and goes" + (" (own ports)" if own_port else " (host names)")
+        self.count = 0
+
+    def next_deploy(self):
+        return self.app.live, self._come_and_go
+
+    def _come_and_go(self) -> dict:
+        server, env = self.app.env.zdd_server(), self.app.env
+        self.count += 1
+        name = f"{self.app.app}-{'p' if self.own_port else 'h'}{self.count}"  # zdd-bench*: cleaned up
+        first, moved = ([f"http://127.0.0.1:{lab.free_port()}" for _ in range(2)] if self.own_port
+                        else [f"http://{name}.test", f"http://{name}-moved.test"])
+        loads = server.caddy.loads()
+        server.install(name, first)
+        copy = lab.WorkingCopy(env.folder / f"work-{name}", server.repo(name), env.start_delay, False)
+        copy.commit(f"{name} v1")
+        status, lines = copy.push("main")
+        if status != 0 or not any("is live at" in text for _, text in lines):
+            raise RuntimeError(f"the first push of {name} did not deploy:\n" + "\n".join(t for _, t in lines))
+        server.install(name, moved)
+        server.zdd("destroy", name, "--yes")
+        return {"push_to_serving_s": None, "caddy_reloads": server.caddy.loads() - loads}
 
     def details(self) -> dict:
         return {}

@@ -45,6 +45,12 @@ class Caddy:
         if not wait_for(lambda: http_get(f"http://{self.admin}/config/")[0] == 200, timeout=15):
             raise RuntimeError(f"Caddy did not start: see {self.folder / 'caddy.log'}")
 
+    def loads(self) -> int:
+        """How many configs Caddy has loaded: its first, then one per reload."""
+        log = (self.folder / "caddy.log").read_text()
+        return sum(1 for line in log.splitlines()
+                   if '"msg":"load complete"' in line or '"msg":"serving initial configuration"' in line)
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
@@ -65,8 +71,10 @@ class ZddServer:
     def __init__(self, folder: Path):
         self.root = folder / "zdd"
         self.caddy = Caddy(folder / "caddy-zdd")
+        self.http_port, self.https_port = free_port(), free_port()  # the shared sites of host-named apps
         self.env = {**os.environ, "ZDD_ROOT": str(self.root), "ZDD_CADDYFILE": str(self.caddy.caddyfile),
-                    "ZDD_CADDY_ADMIN": self.caddy.admin}
+                    "ZDD_CADDY_ADMIN": self.caddy.admin, "ZDD_HTTP_PORT": str(self.http_port),
+                    "ZDD_HTTPS_PORT": str(self.https_port), "ZDD_TLS": "internal"}
 
     def install(self, app: str, site: str) -> None:
         done = run(["bash", str(CHECKOUT / "install.sh"), app, "--domain", site], timeout=600, env=self.env)
@@ -76,11 +84,14 @@ class ZddServer:
     def repo(self, app: str) -> Path:
         return self.root / f"{app}.git"
 
-    def last_deploy(self, app: str) -> dict:
-        done = run([str(self.root / "bin" / "zdd"), "history", app, "--json"], env={"PATH": "/usr/bin:/bin"})
+    def zdd(self, *args: str) -> str:
+        done = run([str(self.root / "bin" / "zdd"), *args], env={"PATH": "/usr/bin:/bin"})
         if done.returncode != 0:
-            raise RuntimeError(f"zdd history {app} failed: {done.stderr}")
-        return json.loads(done.stdout)[-1]
+            raise RuntimeError(f"zdd {' '.join(args)} failed: {done.stderr}")
+        return done.stdout
+
+    def last_deploy(self, app: str) -> dict:
+        return json.loads(self.zdd("history", app, "--json"))[-1]
 
 
 class WorkingCopy:

@@ -26,10 +26,12 @@ class KeepAliveClient(threading.Thread):
     ``records``, with its start and end time, for the benchmark's windows.
     """
 
-    def __init__(self, url: str, path: str = "/", retrying: bool = True, pause: float = 0.01):
+    def __init__(self, url: str, path: str = "/", retrying: bool = True, pause: float = 0.01,
+                 host_header: str | None = None):
         super().__init__(daemon=True)
         parts = urlsplit(url)
         self.host, self.port = parts.hostname, parts.port
+        self.headers = {"Host": host_header} if host_header else {}
         self.path, self.retrying, self.pause = path, retrying, pause
         self.bodies: Counter = Counter()
         self.failures: list[str] = []
@@ -74,7 +76,7 @@ class KeepAliveClient(threading.Thread):
             self._used = False
         reused = self._used
         try:
-            self._connection.request("GET", self.path)
+            self._connection.request("GET", self.path, headers=self.headers)
             self._used = True
             response = self._connection.getresponse()
             body = response.read().decode(errors="replace")

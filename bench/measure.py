@@ -27,10 +27,10 @@ class Load:
     """``clients`` strict and ``clients`` retrying keep-alive clients on /, plus ``slow``
     retrying clients on the 2 s endpoint, started a fraction of 2 s apart."""
 
-    def __init__(self, site: str, clients: int, slow: int, pause: float):
-        self.strict = [KeepAliveClient(site, retrying=False, pause=pause) for _ in range(clients)]
-        self.retrying = [KeepAliveClient(site, retrying=True, pause=pause) for _ in range(clients)]
-        self.slow = [KeepAliveClient(site, path=testapp.SLOW_PATH, retrying=True, pause=LONG_PAUSE)
+    def __init__(self, site: str, clients: int, slow: int, pause: float, host: str | None = None):
+        self.strict = [KeepAliveClient(site, retrying=False, pause=pause, host_header=host) for _ in range(clients)]
+        self.retrying = [KeepAliveClient(site, retrying=True, pause=pause, host_header=host) for _ in range(clients)]
+        self.slow = [KeepAliveClient(site, path=testapp.SLOW_PATH, retrying=True, pause=LONG_PAUSE, host_header=host)
                      for _ in range(slow)]
 
     def start(self) -> None:
@@ -54,9 +54,10 @@ class Load:
 
 
 def measure(site: str, action: Callable[[], dict], new_body: str, clients: int, slow: int,
-            pause: float) -> dict:
-    """Run ``action`` (the deploy) under load; return its figures and what it returned."""
-    load = Load(site, clients, slow, pause)
+            pause: float, host: str | None = None) -> dict:
+    """Run ``action`` (the deploy) under load on ``site`` (as ``host``, if given); return its
+    figures and what it returned."""
+    load = Load(site, clients, slow, pause, host)
     load.start()
     time.sleep(WARMUP)
     t0 = time.monotonic()

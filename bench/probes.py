@@ -13,10 +13,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
-    """(status, body); (0, the error) when nothing answers."""
+def http_get(url: str, timeout: float = 5.0, host: str | None = None) -> tuple[int, str]:
+    """(status, body); (0, the error) when nothing answers. ``host``: the Host header to send."""
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode(errors="replace")

@@ -61,6 +61,27 @@ def requests_line(results: dict[str, list[dict]]) -> str:
 
 def targets(results: dict[str, list[dict]], app_start: float) -> list[tuple[str, str, str]]:
     """(verdict, target, evidence) for each of zdd's targets that this run measured."""
+    return _deploy_targets(results, app_start) + _neighbour_targets(results)
+
+
+def _neighbour_targets(results: dict[str, list[dict]]) -> list[tuple[str, str, str]]:
+    deploys = results.get("neighbours")
+    if not deploys:
+        return []
+    worst = {key: max(d[key] for d in deploys) for key in ("strict_failed", "retrying_failed", "long_failed")}
+    reloads = sum(d["caddy_reloads"] for d in deploys)
+    evidence = (f"worst of {len(deploys)} rounds: strict {worst['strict_failed']}, retrying "
+                f"{worst['retrying_failed']}, long {worst['long_failed']} failed; Caddy reloaded {reloads} times")
+    own = results.get("neighbours-own-ports")
+    if own:
+        evidence += (f"; with ports of its own instead: Caddy reloaded {sum(d['caddy_reloads'] for d in own)} "
+                     f"times, strict failed {max(d['strict_failed'] for d in own)} at worst")
+    return [("MET" if not any(worst.values()) and reloads == 0 else "MISSED",
+             "another app (host names) installed, first-deployed, re-addressed and destroyed: 0 failed "
+             "requests of any kind for an app under load, and no Caddy reload", evidence)]
+
+
+def _deploy_targets(results: dict[str, list[dict]], app_start: float) -> list[tuple[str, str, str]]:
     zdd = {case: results[case] for case in ZDD_CASES if results.get(case)}
     if not zdd:
         return []

@@ -130,7 +130,8 @@ def main() -> int:
     base.mkdir(parents=True)
     admin, site = f"127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
     env = {**os.environ, "ZDD_ROOT": str(base / "zdd"), "ZDD_CADDYFILE": str(base / "Caddyfile"),
-           "ZDD_CADDY_ADMIN": admin}
+           "ZDD_CADDY_ADMIN": admin, "ZDD_HTTP_PORT": str(free_port()), "ZDD_HTTPS_PORT": str(free_port()),
+           "ZDD_TLS": "internal"}  # loopback ports only: the demo's shared sites stay off 80 and 443
     zdd = str(base / "zdd" / "bin" / "zdd")
 
     say(f"Starting Caddy (admin {admin}) and setting up the app with install.sh")

@@ -1,4 +1,5 @@
-"""Render the Caddyfile from its Jinja template (pure), then validate, write and reload it."""
+"""Render the Caddyfile from its Jinja template (pure), then validate, write and reload it;
+and the files Caddy reads on every request: each app's route file and the host links."""
 
 import dataclasses
 import hashlib
@@ -15,16 +16,27 @@ from zdd.errors import CaddyError, InvalidInput
 
 TEMPLATE = "Caddyfile.j2"
 ADMIN_ADDRESS = re.compile(r"[a-z0-9.-]+:[0-9]{1,5}")
-FLAG = "blue"
 UNSAFE_IN_CADDYFILE = re.compile(r"[\s{}\"'`#\\]")
+ROUTE_FILE = re.compile(r"([0-9]{1,5})-([0-9]{1,5})")
+LEGACY_FLAG = "blue"  # zdd before route files: traffic went to blue while this file existed
+TLS_ISSUERS = ("acme", "internal")
 
 
 @dataclasses.dataclass(frozen=True)
 class Site:
+    """An app with a port of its own (:8080, http://host:8080): a site in the Caddyfile."""
     app: str
     address: str
-    flag_dir: str
-    ports: dict  # slot name -> port on 127.0.0.1
+    route_dir: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedSites:
+    """The two sites, HTTP and HTTPS, that serve every app addressed by a host name."""
+    hosts_dir: str
+    http_port: int = 80
+    https_port: int = 443
+    tls: str = "acme"  # "internal": Caddy's own CA, for tests and private networks
 
 
 def check_admin_address(address: str) -> str:
@@ -33,26 +45,39 @@ def check_admin_address(address: str) -> str:
     return address
 
 
+def check_tls_issuer(issuer: str) -> str:
+    if issuer not in TLS_ISSUERS:
+        raise InvalidInput(f"invalid tls setting {issuer!r}: use acme (a public CA) or internal (Caddy's own CA)")
+    return issuer
+
+
 def _caddy_token(value):
-    """Refuse, at render time, any value that could break out of its place in the Caddyfile."""
+    """Refuse any value that could break out of its place in the Caddyfile."""
     if isinstance(value, str) and UNSAFE_IN_CADDYFILE.search(value):
         raise InvalidInput(f"refusing to render {value!r} into the Caddyfile: it holds spaces, braces, quotes or #")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidInput(f"refusing to render {value!r} into the Caddyfile: not a word or a number")
     return value
 
 
-def render(template_dir: Path, admin: str, sites: list[Site], include_glob: str) -> str:
+def render(template_dir: Path, admin: str, sites: list[Site], include_glob: str, shared: SharedSites) -> str:
+    """Every value from settings or apps is checked here; the template's own text is trusted."""
+    check_admin_address(admin)
+    for value in [include_glob, *dataclasses.astuple(shared),
+                  *(field for site in sites for field in dataclasses.astuple(site))]:
+        _caddy_token(value)
+    check_tls_issuer(shared.tls)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_dir)),
         undefined=jinja2.StrictUndefined,
-        finalize=_caddy_token,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
     )
     ordered = sorted(sites, key=lambda site: site.app)
-    return env.get_template(TEMPLATE).render(admin=check_admin_address(admin), sites=ordered,
-                                             include_glob=include_glob)
+    return env.get_template(TEMPLATE).render(admin=admin, sites=ordered,
+                                             include_glob=include_glob, **dataclasses.asdict(shared))
 
 
 def config_lock(caddyfile: Path):
@@ -139,20 +164,69 @@ def _last_error(stderr: str) -> str:
     return (errors or stderr.strip().splitlines() or ["no output"])[-1].removeprefix("Error: ")
 
 
-def route_to(flag_dir: Path, slot: str) -> None:
-    """Point the app's traffic at ``slot``: Caddy checks the flag on every request."""
-    flag = flag_dir / FLAG
-    if slot == FLAG:
-        staged = flag_dir / f".{FLAG}.tmp"
-        staged.write_text("traffic goes to the blue slot while this file exists\n")
-        staged.chmod(0o644)
-        os.replace(staged, flag)
-    else:
-        flag.unlink(missing_ok=True)
+def route_to(route_dir: Path, ports: dict[str, int], slot: str) -> None:
+    """Point the app's traffic at ``slot``: its route file becomes LIVE-OTHER (the two slots'
+    ports). A rename, so Caddy, which reads it on every request, sees one name or the other."""
+    other = next(port for name, port in ports.items() if name != slot)
+    wanted = f"{ports[slot]}-{other}"
+    current = _route_files(route_dir)
+    if current != [wanted]:
+        if current:
+            os.rename(route_dir / current[0], route_dir / wanted)
+        else:
+            staged = route_dir / ".route.tmp"
+            staged.write_text("Caddy proxies to the first port in this file's name, then the second\n")
+            staged.chmod(0o644)
+            os.replace(staged, route_dir / wanted)
+        for extra in current[1:]:
+            (route_dir / extra).unlink(missing_ok=True)
+    (route_dir / LEGACY_FLAG).unlink(missing_ok=True)
 
 
-def routed_slot(flag_dir: Path) -> str:
-    return FLAG if (flag_dir / FLAG).exists() else "green"
+def routed_slot(route_dir: Path, ports: dict[str, int]) -> str | None:
+    """The slot the app's traffic goes to, or None before its first switch."""
+    current = _route_files(route_dir)
+    if not current:
+        return LEGACY_FLAG if (route_dir / LEGACY_FLAG).exists() else None
+    first = int(ROUTE_FILE.fullmatch(current[0]).group(1))
+    return next((name for name, port in ports.items() if port == first), None)
+
+
+def has_route(route_dir: Path) -> bool:
+    return bool(_route_files(route_dir))
+
+
+def _route_files(route_dir: Path) -> list[str]:
+    try:
+        return sorted(path.name for path in route_dir.iterdir() if ROUTE_FILE.fullmatch(path.name))
+    except FileNotFoundError:
+        return []
+
+
+def host_links(hosts_dir: Path) -> dict[tuple[str, str], Path]:
+    """(scheme, host) -> the route folder its link points at."""
+    links = {}
+    for scheme in ("http", "https"):
+        folder = hosts_dir / scheme
+        if folder.is_dir():
+            for link in folder.iterdir():
+                if link.is_symlink():
+                    links[(scheme, link.name)] = Path(os.readlink(link))
+    return links
+
+
+def link_host(hosts_dir: Path, scheme: str, host: str, route_dir: Path) -> None:
+    """From now on a request for ``host`` over ``scheme`` goes to the app of ``route_dir``."""
+    folder = hosts_dir / scheme
+    folder.mkdir(parents=True, exist_ok=True, mode=0o755)
+    staged = folder / f".{host}.tmp"
+    staged.unlink(missing_ok=True)
+    staged.symlink_to(route_dir)
+    os.replace(staged, folder / host)
+
+
+def unlink_host(hosts_dir: Path, scheme: str, host: str) -> None:
+    (hosts_dir / scheme / host).unlink(missing_ok=True)
 
 
 def check_running(admin: str) -> None:
@@ -182,4 +256,5 @@ def in_flight(admin: str, upstream: str) -> int | None:
     upstreams = _admin_get(admin, "/reverse_proxy/upstreams")
     if upstreams is None:
         return None
-    return sum(u.get("num_requests", 0) for u in upstreams if u.get("address") == upstream)
+    # newer Caddy lists a dynamic upstream twice, with the same count
+    return max((u.get("num_requests", 0) for u in upstreams if u.get("address") == upstream), default=0)

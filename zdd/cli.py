@@ -95,7 +95,8 @@ def cmd_init(root, args) -> int:
     install.init_app(root, args.app, args.domain, args.port, args.branch, emit, keep_images=args.keep,
                      caddyfile=args.caddyfile, caddy_admin=args.caddy_admin,
                      caddy_bin=args.caddy_bin, templates=args.templates, hook_template=args.hook_template,
-                     deploy_user=args.deploy_user)
+                     deploy_user=args.deploy_user, http_port=args.http_port, https_port=args.https_port,
+                     tls=args.tls)
     return 0
 
 
@@ -143,7 +144,7 @@ def cmd_env(server, args) -> int:
 
 
 def cmd_render(server, args) -> int:
-    outcome = routing.refresh_caddyfile(server, emit, force=args.force)
+    outcome = routing.refresh(server, emit, force=args.force)
     if outcome == "unchanged":
         emit(f"{server.caddyfile} is up to date: nothing to reload")
     return 0
@@ -314,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--templates", help="folder holding Caddyfile.j2")
     init.add_argument("--hook-template", help="the post-receive shim to install (hooks/post-receive)")
     init.add_argument("--deploy-user", help="the user whose authorized_keys `zdd keys` manages")
+    init.add_argument("--http-port", help="port of the shared HTTP site of host-named apps (default 80)")
+    init.add_argument("--https-port", help="port of the shared HTTPS site of host-named apps (default 443)")
+    init.add_argument("--tls", help="acme (certificates from a public CA, the default) or internal (Caddy's own CA)")
     return parser
 
 

@@ -27,6 +27,9 @@ class Server:
     min_free_mb: int = 1024
     max_context_mb: int = 2048
     deploy_user: str | None = None   # whose authorized_keys `zdd keys` manages
+    http_port: int = 80              # the shared sites of apps addressed by host name
+    https_port: int = 443
+    tls: str = "acme"                # or "internal": certificates from Caddy's own CA
 
     def repo_path(self, app: str) -> Path:
         return self.root / f"{app}.git"
@@ -47,6 +50,10 @@ class Server:
     def include_glob(self) -> str:
         """Operator-owned sites that the rendered Caddyfile imports."""
         return f"{self.root}/caddy.d/*.caddy"
+
+    def hosts_dir(self) -> Path:
+        """Links from host names to apps' route folders, read by Caddy on every request."""
+        return self.root / "hosts"
 
     def template_dir(self) -> Path:
         if self.templates and Path(self.templates).is_dir():
@@ -70,6 +77,9 @@ def load_server(root: str | os.PathLike | None = None) -> Server:
         min_free_mb=int(data.get("min_free_mb", 1024)),
         max_context_mb=int(data.get("max_context_mb", 2048)),
         deploy_user=data.get("deploy_user"),
+        http_port=int(data.get("http_port", 80)),
+        https_port=int(data.get("https_port", 443)),
+        tls=data.get("tls", "acme"),
     )
 
 

@@ -293,10 +293,13 @@ def _health_gate(client, container, image, host_port, upstream, repo_config, tim
 
 
 def _switch(server, settings, slot: str, emit: Emit) -> None:
-    """Load a new Caddyfile only if apps, addresses or ports changed; then flip the app's flag."""
+    """Publish the app if this is its first switch (a Caddyfile reload only for an app with a
+    port of its own), then rename its route file to move traffic."""
     caddy.check_running(server.caddy_admin)
-    routing.refresh_caddyfile(server, emit, including=settings.name)
-    caddy.route_to(routing.flag_dir(server, settings.name), slot)
+    if not caddy.has_route(routing.route_dir(server, settings.name)):
+        routing.route_to(server, settings.name, slot)
+    routing.refresh(server, emit, including=settings.name)
+    routing.route_to(server, settings.name, slot)
 
 
 def _watch(server, app: str, container, old_slot: str, seconds: float) -> None:
@@ -305,7 +308,7 @@ def _watch(server, app: str, container, old_slot: str, seconds: float) -> None:
     while time.monotonic() < deadline:
         now = engine.state(container)
         if now["status"] != "running" or now["restarts"]:
-            caddy.route_to(routing.flag_dir(server, app), old_slot)
+            routing.route_to(server, app, old_slot)
             raise ContainerFailed(f"the new container crashed (exit code {now['exit_code']}) right after "
                                   "the switch: traffic went back to the previous version")
         time.sleep(0.2)

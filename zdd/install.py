@@ -20,7 +20,8 @@ DEFAULT_ADMIN = "localhost:2019"
 
 
 def init_app(root, app: str, domain: str, port, branch: str, emit: Emit, *, keep_images=None, caddyfile=None,
-             caddy_admin=None, caddy_bin=None, templates=None, hook_template=None, deploy_user=None) -> None:
+             caddy_admin=None, caddy_bin=None, templates=None, hook_template=None, deploy_user=None,
+             http_port=None, https_port=None, tls=None) -> None:
     root = Path(root)
     names.check_app_name(app)
     domain = names.check_site_address(domain)
@@ -29,18 +30,22 @@ def init_app(root, app: str, domain: str, port, branch: str, emit: Emit, *, keep
     keep_images = config.check_keep(keep_images) if keep_images is not None else None
     if caddy_admin:
         caddy.check_admin_address(caddy_admin)
+    listeners = {"http_port": names.check_port(http_port, "HTTP port") if http_port else None,
+                 "https_port": names.check_port(https_port, "HTTPS port") if https_port else None,
+                 "tls": caddy.check_tls_issuer(tls) if tls else None}
     _check_domain_free(root, app, domain)
 
-    settings = _merged_settings(root, caddyfile, caddy_admin, caddy_bin, templates, deploy_user)
-    _write_if_changed(root / config.SETTINGS_FILE, settings, emit)
+    settings = _merged_settings(root, caddyfile, caddy_admin, caddy_bin, templates, deploy_user, listeners)
+    settings_changed = _write_if_changed(root / config.SETTINGS_FILE, settings, emit)
     app_dir = root / "apps" / app
     app_dir.mkdir(parents=True, exist_ok=True)
     app_file = app_dir / "app.json"
     current = json.loads(app_file.read_text()) if app_file.exists() else {}
     keep_images = keep_images or current.get("keep_images", 5)
     wanted = {"domain": domain, "port": port, "branch": branch, "keep_images": keep_images}
-    if _write_if_changed(app_file, wanted, emit) and slots.read_ports(app_dir):
-        routing.refresh_caddyfile(config.load_server(root), emit)
+    app_changed = _write_if_changed(app_file, wanted, emit)
+    if (settings_changed or app_changed) and routing.any_published(config.load_server(root)):
+        routing.refresh(config.load_server(root), emit)
     repo_path = root / f"{app}.git"
     if not (repo_path / "HEAD").exists():
         git.Repo.init(repo_path, bare=True, initial_branch=branch)
@@ -50,18 +55,22 @@ def init_app(root, app: str, domain: str, port, branch: str, emit: Emit, *, keep
 
 
 def _check_domain_free(root: Path, app: str, domain: str) -> None:
+    """No two apps share an address, nor a host name served by the shared sites."""
+    host = names.host_route(domain)
     for other in sorted((root / "apps").glob("*/app.json")):
-        if other.parent.name != app and json.loads(other.read_text()).get("domain") == domain:
-            raise InvalidInput(f"{domain} is already the address of app {other.parent.name!r}: pick another")
+        taken = json.loads(other.read_text()).get("domain")
+        other_host = names.host_route(taken) if taken else None
+        if other.parent.name != app and (taken == domain or (host and other_host and host[1] == other_host[1])):
+            raise InvalidInput(f"{domain} is already the address of app {other.parent.name!r} ({taken}): pick another")
 
 
-def _merged_settings(root: Path, caddyfile, caddy_admin, caddy_bin, templates, deploy_user) -> dict:
+def _merged_settings(root: Path, caddyfile, caddy_admin, caddy_bin, templates, deploy_user, listeners) -> dict:
     path = root / config.SETTINGS_FILE
     current = json.loads(path.read_text()) if path.exists() else {}
     given = {"caddyfile": caddyfile, "caddy_admin": caddy_admin, "caddy_bin": caddy_bin, "templates": templates,
-             "deploy_user": deploy_user}
+             "deploy_user": deploy_user, **listeners}
     defaults = {"caddyfile": DEFAULT_CADDYFILE, "caddy_admin": DEFAULT_ADMIN, "caddy_bin": "caddy", "templates": None,
-                "deploy_user": None}
+                "deploy_user": None, "http_port": 80, "https_port": 443, "tls": "acme"}
     # settings the operator added by hand (min_free_mb, ...) stay
     return {**current, **{key: given[key] or current.get(key) or defaults[key] for key in given}}
 

@@ -42,6 +42,16 @@ def check_site_address(address: str) -> str:
     return candidate
 
 
+def host_route(address: str) -> tuple[str, str] | None:
+    """(scheme, host) for a checked address that is a host name alone, served by the shared
+    sites: myapp.example.com and https://... over HTTPS, http://... over HTTP. None when it
+    has a port (or a wildcard) of its own: such an app needs a site, and a listener, of its own."""
+    scheme, _, host = address.rpartition("://")
+    if not host or ":" in host or "*" in host:
+        return None
+    return scheme or "https", host
+
+
 def check_port(value, what: str = "port") -> int:
     try:
         port = int(str(value), 10)

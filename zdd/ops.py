@@ -225,7 +225,7 @@ def destroy(server: config.Server, client, app: str, emit: Emit, with_storage: b
     config.load_app(server, app)
     app_dir = server.app_dir(app)
     with state.deploy_lock(app_dir, emit):
-        routing.refresh_caddyfile(server, emit, leaving=app)
+        routing.refresh(server, emit, leaving=app)
         for container in engine.app_containers(client, app):
             engine.remove(container)
             emit(f"removed container {container.name}")

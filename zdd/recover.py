@@ -1,4 +1,4 @@
-"""Repair what an interrupted deploy left: decide (pure) then do (Docker, the flag, state).
+"""Repair what an interrupted deploy left: decide (pure) then do (Docker, the route file, state).
 
 Whatever step a deploy was killed at, the app ends up served by one web container with the
 workers of the same deploy (its generation), the recorded state names it, and no other
@@ -24,7 +24,7 @@ class Recovery:
     start: list[dict] = dataclasses.field(default_factory=list)  # stopped workers of the kept generation
 
 
-def plan(live: dict | None, routed_slot: str, containers: list[dict]) -> Recovery:
+def plan(live: dict | None, routed_slot: str | None, containers: list[dict]) -> Recovery:
     """``containers``: this app's containers as describe() gives them."""
     webs = [c for c in containers if c["process"] == processes.WEB]
     recorded = next((c for c in webs if live and c["id"] == live.get("container_id")
@@ -54,13 +54,13 @@ def describe(container) -> dict:
             "deploy": labels.get("zdd.deploy"), "processes": labels.get("zdd.processes"), "container": container}
 
 
-def reconcile(app_dir, flag_dir, slot_ports: dict, client, app: str, emit: Emit) -> dict | None:
+def reconcile(app_dir, route_dir, slot_ports: dict, client, app: str, emit: Emit) -> dict | None:
     """Carry out the plan for ``app``; return the live record afterwards (None: nothing serves)."""
     live = state.read_live(app_dir)
     found = [describe(c) for c in engine.app_containers(client, app)]
-    recovery = plan(live, caddy.routed_slot(flag_dir), found)
+    recovery = plan(live, caddy.routed_slot(route_dir, slot_ports), found)
     if recovery.route_to:
-        caddy.route_to(flag_dir, recovery.route_to)
+        caddy.route_to(route_dir, slot_ports, recovery.route_to)
         emit(f"==> Traffic pointed back at slot {recovery.route_to} after an interrupted deploy")
     for leftover in recovery.remove:
         engine.remove(leftover["container"])

@@ -1,9 +1,9 @@
-"""Where each app is reachable: its two slot ports, the flag that picks one, the sites
-in the Caddyfile, and putting things right after an interrupted deploy."""
+"""Where each app is reachable: its two slot ports, the route file that picks one, its host
+link or Caddyfile site, and putting things right after an interrupted deploy."""
 
 from typing import Callable
 
-from zdd import caddy, config, recover, slots, state
+from zdd import caddy, config, names, recover, slots, state
 
 Emit = Callable[[str], None]
 
@@ -14,14 +14,23 @@ CADDYFILE_OUTCOMES = {
 }
 
 
-def refresh_caddyfile(server, emit: Emit, including: str | None = None, leaving: str | None = None,
-                      force: bool = False) -> str:
-    """Render the site of every published app (and of ``including``, about to go live, but
-    not of ``leaving``); validate and reload only if that changed the Caddyfile."""
+def refresh(server, emit: Emit, including: str | None = None, leaving: str | None = None,
+            force: bool = False) -> str:
+    """Make Caddy serve every published app (and ``including``, about to go live, but not
+    ``leaving``) at its address: a host link for an app addressed by host name, a site in
+    the Caddyfile for one with a port of its own. Caddy is reloaded only if the Caddyfile
+    changed, which adding, removing or re-addressing a host-named app never does."""
     with caddy.config_lock(server.caddyfile):
-        sites = [site for site in _sites(server, including) if site.app != leaving]
-        text = caddy.render(server.template_dir(), server.caddy_admin, sites, server.include_glob())
+        links, sites = _wanted(server, including, leaving)
+        current = caddy.host_links(server.hosts_dir())
+        for (scheme, host), route in links.items():
+            if current.get((scheme, host)) != route:
+                caddy.link_host(server.hosts_dir(), scheme, host, route)
+        text = caddy.render(server.template_dir(), server.caddy_admin, sites, server.include_glob(),
+                            caddy.SharedSites(str(server.hosts_dir()), server.http_port, server.https_port, server.tls))
         outcome = caddy.apply(server.caddy_bin, server.caddyfile, server.caddy_admin, text, force)
+        for scheme, host in current.keys() - links.keys():  # only once a site that replaces a link is loaded
+            caddy.unlink_host(server.hosts_dir(), scheme, host)
         if including:
             _mark_published(server, including)
     if outcome in CADDYFILE_OUTCOMES:
@@ -29,12 +38,25 @@ def refresh_caddyfile(server, emit: Emit, including: str | None = None, leaving:
     return outcome
 
 
-def flag_dir(server, app: str):
+def any_published(server) -> bool:
+    return any(_published(server, app) for app in server.app_names())
+
+
+def _published(server, app: str) -> bool:
+    app_dir = server.app_dir(app)
+    return bool(slots.read_ports(app_dir) and ((app_dir / PUBLISHED).exists() or state.read_live(app_dir)))
+
+
+def route_dir(server, app: str):
     path = server.app_dir(app) / "route"
     if not path.is_dir():
         path.mkdir(mode=0o755)
         state.own_like_parent(path)
     return path
+
+
+def route_to(server, app: str, slot: str) -> None:
+    caddy.route_to(route_dir(server, app), slot_ports(server, app), slot)
 
 
 def slot_ports(server, app: str) -> dict[str, int]:
@@ -61,18 +83,29 @@ def _mark_published(server, app: str) -> None:
         state.own_like_parent(marker)
 
 
-def _sites(server, including: str | None) -> list[caddy.Site]:
-    """Published apps' sites. They do not depend on which slot is live, only on the slots' ports."""
-    sites = []
+def _wanted(server, including: str | None, leaving: str | None):
+    """Host links ((scheme, host) -> route folder) and Caddyfile sites of the published apps.
+    An app is published from its first switch on; one with no route file yet (set up by a
+    zdd that used flag files) gets one for its live slot first."""
+    links, sites = {}, []
     for app in server.app_names():
-        app_dir = server.app_dir(app)
-        ports = slots.read_ports(app_dir)
-        if ports and (app == including or (app_dir / PUBLISHED).exists() or state.read_live(app_dir)):
-            sites.append(caddy.Site(app, config.load_app(server, app).domain, str(flag_dir(server, app)), ports))
-    return sites
+        if app == leaving or not (app == including and slots.read_ports(server.app_dir(app))
+                                  or _published(server, app)):
+            continue
+        live = state.read_live(server.app_dir(app))
+        route = route_dir(server, app)
+        if live and not caddy.has_route(route):
+            route_to(server, app, live["slot"])
+        address = config.load_app(server, app).domain
+        host = names.host_route(address)
+        if host:
+            links[host] = route
+        else:
+            sites.append(caddy.Site(app, address, str(route)))
+    return links, sites
 
 
 def reconcile(server, client, app: str, emit: Emit) -> dict | None:
-    return recover.reconcile(server.app_dir(app), flag_dir(server, app), slot_ports(server, app), client, app, emit)
+    return recover.reconcile(server.app_dir(app), route_dir(server, app), slot_ports(server, app), client, app, emit)
 
 

@@ -23,13 +23,20 @@ def run(cmd, **kwargs) -> subprocess.CompletedProcess:
 class Server:
     """A zdd server in a temporary folder, set up by install.sh, with its own Caddy."""
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, caddy_bin: Path = Path("/usr/bin/caddy")):
         self.base = base
         self.root = base / "zdd"
         self.caddyfile = base / "caddy" / "Caddyfile"
         self.admin = f"127.0.0.1:{free_port()}"
+        self.http_port, self.https_port = free_port(), free_port()  # the shared sites of host-named apps
         self.env = {**os.environ, "ZDD_ROOT": str(self.root), "ZDD_CADDYFILE": str(self.caddyfile),
-                    "ZDD_CADDY_ADMIN": self.admin}
+                    "ZDD_CADDY_ADMIN": self.admin, "ZDD_HTTP_PORT": str(self.http_port),
+                    "ZDD_HTTPS_PORT": str(self.https_port), "ZDD_TLS": "internal"}
+        self.caddy_bin = base / "caddy-bin" / "caddy"  # install.sh records the caddy on PATH
+        self.caddy_bin.parent.mkdir(parents=True, exist_ok=True)
+        self.caddy_bin.unlink(missing_ok=True)
+        self.caddy_bin.symlink_to(caddy_bin)
+        self.env["PATH"] = f"{self.caddy_bin.parent}:{os.environ['PATH']}"
         self.caddy = None
         self.apps: list[str] = []
         self.ports_given: set[int] = set()
@@ -43,9 +50,15 @@ class Server:
         env = {**os.environ, "HOME": str(caddy_home), "XDG_DATA_HOME": str(caddy_home),
                "XDG_CONFIG_HOME": str(caddy_home)}
         self.caddy = subprocess.Popen(
-            ["caddy", "run", "--config", str(self.caddyfile), "--adapter", "caddyfile"],
+            [str(self.caddy_bin), "run", "--config", str(self.caddyfile), "--adapter", "caddyfile"],
             stdout=open(self.base / "caddy.log", "ab"), stderr=subprocess.STDOUT, env=env)
         assert wait_for(lambda: http_get(f"http://{self.admin}/config/")[0] == 200), "Caddy did not start"
+
+    def caddy_loads(self) -> int:
+        """How many configs this Caddy has loaded: its first, then one per reload."""
+        log = (self.base / "caddy.log").read_text()
+        return sum(1 for line in log.splitlines()
+                   if '"msg":"load complete"' in line or '"msg":"serving initial configuration"' in line)
 
     def stop_caddy(self) -> None:
         if self.caddy:
@@ -114,6 +127,13 @@ def server(tmp_path_factory, docker_client):
             container.remove(force=True)
         for image in docker_client.images.list(name=f"zdd-{app}"):
             docker_client.images.remove(image.id, force=True)
+
+
+@pytest.fixture(scope="session")
+def python_image():
+    """zdd-base/python:bookworm, made once per machine (about 40 s) by scripts/make-python-image."""
+    result = run([str(REPO / "scripts" / "make-python-image")])
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 class AppRepo:

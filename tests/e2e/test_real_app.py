@@ -17,12 +17,6 @@ NOTES = REPO / "examples" / "notes"
 FAST_CHECKS = "worker_check_seconds = 1\nwatch_seconds = 1\n"
 
 
-@pytest.fixture(scope="session")
-def python_image():
-    result = run([str(REPO / "scripts" / "make-python-image")])
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 @pytest.fixture
 def notes_app(server, tmp_path, python_image, docker_client):
     app = "notes"

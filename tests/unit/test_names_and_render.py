@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from zdd import names, slots
-from zdd.caddy import Site, render, route_to, routed_slot
+from zdd.caddy import SharedSites, Site, render, route_to, routed_slot
 from zdd.cli import previous_live
 from zdd.drain import wait_for_drain
 from zdd.errors import InvalidInput
@@ -37,24 +37,47 @@ def test_derived_names():
     assert names.labels("web", sha, "refs/heads/main") == {"zdd.app": "web", "zdd.sha": sha, "zdd.ref": "refs/heads/main"}
 
 
-def test_render_lists_every_site_sorted_with_tabs_and_admin():
+SHARED = SharedSites("/srv/zdd/hosts", 80, 8443, "acme")
+
+
+def test_render_gives_apps_with_a_port_a_site_and_the_rest_the_shared_sites():
     text = render(TEMPLATES, "127.0.0.1:2019", [
-        Site("web", "web.example.com", "/srv/zdd/apps/web/route", {"blue": 21001, "green": 21002}),
-        Site("api", ":8080", "/srv/zdd/apps/api/route", {"blue": 22001, "green": 22002})], "/srv/zdd/caddy.d/*.caddy")
-    assert "\tadmin 127.0.0.1:2019\n" in text
-    assert text.index(":8080 {") < text.index("web.example.com {")
-    assert "\t\troot /srv/zdd/apps/web/route\n\t\ttry_files blue\n" in text
-    assert "reverse_proxy @web-blue 127.0.0.1:21001 127.0.0.1:21002 {" in text
-    assert "\t\treverse_proxy 127.0.0.1:22002 127.0.0.1:22001 {\n" in text
+        Site("web", "http://127.0.0.1:9000", "/srv/zdd/apps/web/route"),
+        Site("api", ":8080", "/srv/zdd/apps/api/route")], "/srv/zdd/caddy.d/*.caddy", SHARED)
+    assert "\tadmin 127.0.0.1:2019\n\thttp_port 80\n\thttps_port 8443\n" in text
+    assert "\t\task http://127.0.0.1:80/zdd-ask\n" in text
+    assert text.index(":8080 {") < text.index("http://127.0.0.1:9000 {")
+    assert "\t\t\troot /srv/zdd/apps/web/route\n\t\t\ttry_files *-*\n" in text
+    assert "\t\t\troot /srv/zdd/hosts/https\n\t\t\ttry_files {host}/*-*\n" in text
+    assert "redir @zdd_https_host https://{host}:8443{uri} 308" in text
+    assert "tls {\n\t\ton_demand\n" in text
     assert "\n    " not in text
-    assert text.endswith("\nimport /srv/zdd/caddy.d/*.caddy\n")
+    assert "\nimport /srv/zdd/caddy.d/*.caddy\n" in text
+
+
+def test_render_does_not_depend_on_host_named_apps_and_can_use_the_internal_ca():
+    internal = SharedSites("/srv/zdd/hosts", 80, 443, "internal")
+    text = render(TEMPLATES, "127.0.0.1:2019", [], "/x/*.caddy", internal)
+    assert "tls internal {" in text and "https://{host}{uri} 308" in text
 
 
 def test_render_refuses_a_value_that_would_break_out():
     with pytest.raises(InvalidInput, match="refusing to render"):
-        render(TEMPLATES, "127.0.0.1:2019", [Site("web", "a.com {\n}", "/x", {"blue": 1, "green": 2})], "/x/*.caddy")
+        render(TEMPLATES, "127.0.0.1:2019", [Site("web", "a.com {\n}", "/x")], "/x/*.caddy", SHARED)
+    with pytest.raises(InvalidInput, match="refusing to render"):
+        render(TEMPLATES, "127.0.0.1:2019", [], "/x/*.caddy", SharedSites("/srv/my hosts"))
+    with pytest.raises(InvalidInput, match="invalid tls setting"):
+        render(TEMPLATES, "127.0.0.1:2019", [], "/x/*.caddy", SharedSites("/srv/hosts", tls="none"))
     with pytest.raises(InvalidInput, match="Caddy admin address"):
-        render(TEMPLATES, "localhost:2019\n}\nimport x", [], "/x/*.caddy")
+        render(TEMPLATES, "localhost:2019\n}\nimport x", [], "/x/*.caddy", SHARED)
+
+
+@pytest.mark.parametrize("address, route", [
+    ("myapp.example.com", ("https", "myapp.example.com")), ("https://a.example.com", ("https", "a.example.com")),
+    ("http://a.example.com", ("http", "a.example.com")), (":8080", None), ("http://127.0.0.1:9000", None),
+    ("a.example.com:8443", None), ("*.example.com", None)])
+def test_only_a_host_name_alone_is_served_by_the_shared_sites(address, route):
+    assert names.host_route(address) == route
 
 
 def test_previous_live_skips_failures_and_the_live_sha():
@@ -72,14 +95,23 @@ def test_drain_waits_for_two_quiet_reads_and_is_bounded():
     assert wait_for_drain(lambda: None, timeout=0.1)[0] == "unknown"
 
 
-def test_route_flag_flips_between_slots(tmp_path):
-    assert routed_slot(tmp_path) == "green"
-    route_to(tmp_path, "blue")
-    assert routed_slot(tmp_path) == "blue" and [p.name for p in tmp_path.iterdir()] == ["blue"]
-    route_to(tmp_path, "green")
-    route_to(tmp_path, "green")
-    assert routed_slot(tmp_path) == "green" and list(tmp_path.iterdir()) == []
+def test_route_file_names_the_live_port_first_and_is_renamed(tmp_path):
+    ports = {"blue": 21001, "green": 21002}
+    assert routed_slot(tmp_path, ports) is None
+    route_to(tmp_path, ports, "blue")
+    assert routed_slot(tmp_path, ports) == "blue" and [p.name for p in tmp_path.iterdir()] == ["21001-21002"]
+    route_to(tmp_path, ports, "green")
+    route_to(tmp_path, ports, "green")
+    assert routed_slot(tmp_path, ports) == "green" and [p.name for p in tmp_path.iterdir()] == ["21002-21001"]
     assert slots.other(None) == "blue" and slots.other("blue") == "green" and slots.other("green") == "blue"
+
+
+def test_a_flag_left_by_an_older_zdd_still_says_blue_until_the_route_file_replaces_it(tmp_path):
+    ports = {"blue": 21001, "green": 21002}
+    (tmp_path / "blue").write_text("")
+    assert routed_slot(tmp_path, ports) == "blue"
+    route_to(tmp_path, ports, "blue")
+    assert [p.name for p in tmp_path.iterdir()] == ["21001-21002"]
 
 
 def test_slot_ports_are_chosen_once_free_and_distinct(tmp_path):
