@@ -59,6 +59,7 @@ def test_render_does_not_depend_on_host_named_apps_and_can_use_the_internal_ca()
     internal = SharedSites("/srv/zdd/hosts", 80, 443, "internal")
     text = render(TEMPLATES, "127.0.0.1:2019", [], "/x/*.caddy", internal)
     assert "tls internal {" in text and "https://{host}{uri} 308" in text
+    assert "\tskip_install_trust\n" in text, "never touch the system's trust store"
 
 
 def test_render_refuses_a_value_that_would_break_out():

@@ -20,6 +20,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path == "/ws" and self.headers.get("Upgrade", "").lower() == "websocket":
             self.upgrade()
             self.echo()
+            self.close_connection = True  # the socket was the WebSocket's: nothing follows
             return
         body = VERSION.encode()
         self.send_response(200)
