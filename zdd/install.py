@@ -36,6 +36,7 @@ def init_app(root, app: str, domain: str, port, branch: str, emit: Emit, *, keep
     _check_domain_free(root, app, domain)
 
     settings = _merged_settings(root, caddyfile, caddy_admin, caddy_bin, templates, deploy_user, listeners)
+    _check_port_not_shared(domain, settings)
     settings_changed = _write_if_changed(root / config.SETTINGS_FILE, settings, emit)
     app_dir = root / "apps" / app
     app_dir.mkdir(parents=True, exist_ok=True)
@@ -62,6 +63,14 @@ def _check_domain_free(root: Path, app: str, domain: str) -> None:
         other_host = names.host_route(taken) if taken else None
         if other.parent.name != app and (taken == domain or (host and other_host and host[1] == other_host[1])):
             raise InvalidInput(f"{domain} is already the address of app {other.parent.name!r} ({taken}): pick another")
+
+
+def _check_port_not_shared(domain: str, settings: dict) -> None:
+    """A site of its own on the port of the shared sites would clash with them in Caddy."""
+    port = names.site_port(domain)
+    if port in (settings["http_port"], settings["https_port"]) and not names.host_route(domain):
+        raise InvalidInput(f"{domain} would take port {port}, where the sites of host-named apps listen: "
+                           "give the app a host name alone (myapp.example.com), or another port")
 
 
 def _merged_settings(root: Path, caddyfile, caddy_admin, caddy_bin, templates, deploy_user, listeners) -> dict:

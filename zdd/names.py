@@ -42,6 +42,12 @@ def check_site_address(address: str) -> str:
     return candidate
 
 
+def site_port(address: str) -> int | None:
+    """The port a checked site address names, if it names one."""
+    port = SITE_ADDRESS.fullmatch(address).group("port")
+    return int(port) if port else None
+
+
 def host_route(address: str) -> tuple[str, str] | None:
     """(scheme, host) for a checked address that is a host name alone, served by the shared
     sites: myapp.example.com and https://... over HTTPS, http://... over HTTP. None when it

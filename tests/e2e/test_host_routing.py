@@ -3,6 +3,7 @@ re-addressing and destroying one app reloads nothing, so another app under keep-
 with WebSockets open loses nothing. On Debian's Caddy 2.6.2 and a newer one."""
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -158,3 +159,32 @@ def test_a_host_already_served_by_another_app_is_refused(host_server):
     clash = server.install(d, "--domain", "http://c.test")
     assert clash.returncode != 0 and f"already the address of app '{c}'" in clash.stderr, clash.stderr
     assert not (server.root / "apps" / d).exists()
+    on_shared_port = server.install(d, "--domain", f":{server.http_port}")
+    assert on_shared_port.returncode != 0
+    expect(on_shared_port.stderr, f"would take port {server.http_port}, where the sites of host-named apps listen")
+
+
+def test_an_app_routed_by_an_older_zdd_gets_its_route_file_and_link_at_the_next_render(host_server, tmp_path):
+    """zdd before route files: a flag file `blue` while blue was live, one site per app."""
+    server = host_server
+    (old,) = app_names("old")
+    assert server.install(old, "--domain", "http://old.test").returncode == 0
+    repo = AppRepo(tmp_path / "old", server.repo(old))
+    repo.commit("old v1")
+    pushed_live(repo.push("main"))
+    route = server.root / "apps" / old / "route"
+    live = json.loads((server.root / "apps" / old / "state.json").read_text())
+    for leftover in route.iterdir():
+        leftover.unlink()
+    (server.root / "hosts" / "http" / "old.test").unlink()
+    if live["slot"] == "blue":
+        (route / "blue").write_text("")
+    assert request(server, "old.test")[0] == 404
+
+    rendered = server.zdd("render")
+
+    assert rendered.returncode == 0, rendered.stderr
+    assert request(server, "old.test") == (200, "old v1")
+    ports = json.loads((server.root / "apps" / old / "slots.json").read_text())
+    other = next(port for slot, port in ports.items() if slot != live["slot"])
+    assert [p.name for p in route.iterdir()] == [f"{ports[live['slot']]}-{other}"]

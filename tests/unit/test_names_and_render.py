@@ -81,6 +81,10 @@ def test_only_a_host_name_alone_is_served_by_the_shared_sites(address, route):
     assert names.host_route(address) == route
 
 
+def test_the_port_an_address_names():
+    assert [names.site_port(a) for a in (":8080", "http://a.example.com:80", "a.example.com")] == [8080, 80, None]
+
+
 def test_previous_live_skips_failures_and_the_live_sha():
     history = [{"sha": "a", "outcome": "live"}, {"sha": "b", "outcome": "live"},
                {"sha": "c", "outcome": "failed"}, {"sha": "b", "outcome": "live"}]
