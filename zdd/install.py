@@ -11,7 +11,7 @@ from typing import Callable
 
 import git
 
-from zdd import caddy, config, names, routing, slots, state
+from zdd import caddy, config, names, routing, state
 from zdd.errors import InvalidInput
 
 Emit = Callable[[str], None]

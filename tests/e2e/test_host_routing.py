@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
-from conftest import REPO, AppRepo, Server, expect, http_get, pushed_live, run, wait_for
+from conftest import REPO, AppRepo, Server, expect, http_get, pushed_live
 from loadclient import KeepAliveClient
 
 pytestmark = pytest.mark.e2e

@@ -1,10 +1,8 @@
 """Release, workers, singletons, storage, scale and `zdd run` on busybox apps: what fails keeps
 the old version serving with nothing left over; bad input gets one line and changes nothing."""
 
-import os
 import signal
 import subprocess
-import time
 
 import pytest
 

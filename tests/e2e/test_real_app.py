@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import REPO, AppRepo, expect, http_get, pushed_live, run, wait_for
+from conftest import REPO, AppRepo, expect, http_get, pushed_live, wait_for
 from loadclient import KeepAliveClient
 
 pytestmark = pytest.mark.e2e
