@@ -1,0 +1,99 @@
+"""zdd's Swarm module on the three-node lab (scripts/swarm-lab): an image pushed to the
+lab's registry becomes a dnsrr service with a task on every node; a rolling update to a
+healthy version converges, one to a version that never gets healthy rolls back by itself
+and says so; the tasks name their nodes."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import docker
+import pytest
+
+from zdd import swarm
+
+LAB = Path(__file__).resolve().parents[2] / "scripts" / "swarm-lab"
+NETWORK = "zdd-proxy"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """(client of the manager, the registry's address), on a lab of three nodes."""
+    folder = tmp_path_factory.mktemp("swarm") / "lab"
+    up = subprocess.run([str(LAB), "up", "--dir", str(folder)], capture_output=True, text=True, timeout=300)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        env = dict(re.findall(r"^export (\w+)='?([^'\n]*)'?$", up.stdout, re.M))
+        client = docker.DockerClient(base_url=env["DOCKER_HOST"])
+        yield client, env["ZDDLAB_REGISTRY"]
+        client.close()
+    finally:
+        down = subprocess.run([str(LAB), "down", "--dir", str(folder)], capture_output=True, text=True, timeout=300)
+        assert down.returncode == 0, down.stdout + down.stderr
+
+
+def app_image(client, folder: Path, version: str, healthy: bool = True) -> str:
+    """A FROM-scratch busybox web server answering ``version``, built on the manager."""
+    (folder / "www").mkdir(parents=True)
+    shutil.copy("/bin/busybox", folder / "busybox")
+    (folder / "www" / "index.html").write_text(version)
+    path = "/" if healthy else "/missing"
+    (folder / "Dockerfile").write_text("\n".join([
+        "FROM scratch", "COPY busybox /bin/busybox", "COPY www /www", "EXPOSE 8000",
+        "HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD "
+        f'["/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8000{path}"]',
+        'CMD ["/bin/busybox", "httpd", "-f", "-p", "8000", "-h", "/www"]']) + "\n")
+    tag = f"zdd-swarmtest:{version}"
+    client.images.build(path=str(folder), tag=tag, rm=True, pull=False)
+    return tag
+
+
+def answers(client, service: str, image: str) -> set[str]:
+    """What every task of ``service`` answers, asked from a container on the overlay."""
+    script = (f"for ip in $(nslookup tasks.{service} 2>/dev/null | awk '/^Address/ && !/#/ {{print $NF}}'); "
+              "do wget -q -O - http://$ip:8000/; echo; done")
+    output = client.containers.run(image, ["/bin/busybox", "sh", "-c", script], network=NETWORK,
+                                   remove=True, entrypoint=[]).decode()
+    return {line for line in output.splitlines() if line}
+
+
+def test_a_service_rolls_to_a_healthy_version_and_back_from_one_that_never_gets_healthy(cluster, tmp_path):
+    client, registry = cluster
+    swarm.ensure_network(client, NETWORK)
+    name, said = swarm.service_name("web1", "web"), []
+    v1 = swarm.push(client, app_image(client, tmp_path / "v1", "v1"), registry)
+    v2 = swarm.push(client, app_image(client, tmp_path / "v2", "v2"), registry)
+    broken = swarm.push(client, app_image(client, tmp_path / "v3", "v3", healthy=False), registry)
+    rollout = swarm.Rollout(replicas=3, monitor=1.0)
+    labels = {"zdd.app": "web1", "zdd.process": "web"}
+
+    created = swarm.deploy(client, name, v1, rollout, NETWORK, labels, {"GREETING": "hi"})
+    assert created.created
+    assert swarm.wait(client, created, 120, said.append) == "converged"
+    running = [t for t in swarm.tasks(client.services.get(name)) if t["state"] == "running"]
+    assert len({t["node"] for t in running}) == 3, running
+    assert answers(client, name, v1) == {"v1"}
+
+    updated = swarm.deploy(client, name, v2, rollout, NETWORK, labels, {})
+    assert not updated.created
+    assert swarm.wait(client, updated, 120, said.append) == "converged"
+    assert answers(client, name, v2) == {"v2"}
+
+    again = swarm.deploy(client, name, v2, rollout, NETWORK, labels, {})
+    assert swarm.wait(client, again, 120, said.append) == "converged", "the same image again rolls the tasks"
+
+    failing = swarm.deploy(client, name, broken, rollout, NETWORK, labels, {})
+    assert swarm.wait(client, failing, 180, said.append) == "rolled back"
+    assert answers(client, name, v2) == {"v2"}, "the old version serves after the rollback"
+    assert any("on node" in line for line in said), said
+    swarm.remove(client, name)
+    assert swarm.find(client, name) is None
+
+
+def test_a_push_to_a_registry_that_does_not_answer_says_so(cluster, tmp_path):
+    client, registry = cluster
+    image = app_image(client, tmp_path / "v1", "v1")
+    nothing_listens = registry.rsplit(":", 1)[0] + ":1"  # the lab's manager, a port with no registry
+    with pytest.raises(swarm.SwarmError, match=f"pushing {image} to the registry {nothing_listens} failed"):
+        swarm.push(client, image, nothing_listens)

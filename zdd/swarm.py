@@ -1,0 +1,155 @@
+"""Everything zdd asks of Docker Swarm, through the Docker SDK: images pushed to the
+cluster's registry, one service per process of an app, and rolling updates that Swarm
+health-gates and rolls back by itself.
+
+Services use DNS round-robin endpoints (`tasks.SERVICE`), not virtual IPs: the proxy
+resolves the tasks itself, and VIPs need IPVS, which not every kernel has.
+"""
+
+import dataclasses
+import time
+from typing import Callable
+
+import docker
+import docker.errors
+import docker.types
+
+from zdd.errors import ZddError
+
+Emit = Callable[[str], None]
+NANOSECONDS = 1_000_000_000
+SHOWN = ("starting", "running", "failed", "rejected", "shutdown", "complete")  # not pending, assigned, ...
+FINAL = {"completed": "converged", "rollback_completed": "rolled back", "paused": "paused",
+         "rollback_paused": "rollback paused"}
+
+
+class SwarmError(ZddError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Rollout:
+    """How a process's new tasks replace the old: one at a time, the new one first unless
+    the process must never run twice at once, each watched ``monitor`` seconds."""
+    replicas: int
+    overlap: bool = True
+    monitor: float = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """A service created or updated; ``previous_update`` tells a new rollout's status from the
+    last one's, which the service reports until Swarm starts the new one."""
+    service: str
+    created: bool
+    previous_update: str | None = None
+
+
+def service_name(app: str, process: str) -> str:
+    return f"zdd-{app}-{process}"
+
+
+def ensure_network(client, name: str) -> None:
+    """An attachable overlay network, so the proxy's container can join it."""
+    if not client.networks.list(names=[name]):
+        client.networks.create(name, driver="overlay", attachable=True, labels={"zdd": "proxy"})
+
+
+def push(client, image: str, registry: str) -> str:
+    """Tag ``image`` for the cluster's registry and push it; return the name the nodes pull."""
+    remote = f"{registry}/{image}"
+    repository, tag = remote.rsplit(":", 1)
+    client.images.get(image).tag(repository, tag)
+    for chunk in client.api.push(repository, tag=tag, stream=True, decode=True):
+        if "error" in chunk:
+            raise SwarmError(f"pushing {image} to the registry {registry} failed: {chunk['error'].strip()}")
+    return remote
+
+
+def deploy(client, name: str, image: str, rollout: Rollout, network: str, labels: dict, env: dict) -> Change:
+    """Create the service, or start rolling it to ``image``."""
+    order = "start-first" if rollout.overlap else "stop-first"
+    update = docker.types.UpdateConfig(parallelism=1, order=order, failure_action="rollback",
+                                       monitor=int(rollout.monitor * NANOSECONDS), max_failure_ratio=0)
+    rollback = docker.types.RollbackConfig(parallelism=1, order=order, monitor=int(rollout.monitor * NANOSECONDS))
+    settings = dict(image=image, labels=labels, container_labels=labels, env=[f"{k}={v}" for k, v in env.items()],
+                    mode=docker.types.ServiceMode("replicated", replicas=rollout.replicas),
+                    update_config=update, rollback_config=rollback)
+    existing = find(client, name)
+    if existing is None:
+        client.services.create(name=name, networks=[network], init=True,
+                               endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"), **settings)
+        return Change(name, created=True)
+    previous = (existing.attrs.get("UpdateStatus") or {}).get("StartedAt")
+    same_image = existing.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"].split("@")[0] == image
+    if same_image:
+        settings["force_update"] = True  # an unchanged spec would start no rollout
+    existing.update(fetch_current_spec=True, **settings)  # keep what is not given: network, endpoints
+    return Change(name, created=False, previous_update=previous)
+
+
+def find(client, name: str):
+    try:
+        return client.services.get(name)
+    except docker.errors.NotFound:
+        return None
+
+
+def wait(client, change: Change, timeout: float, emit: Emit, poll: float = 0.5) -> str:
+    """Follow a rollout until it ends; say each task's changes as they happen. Returns
+    "converged" or "rolled back" (Swarm rolled back by itself: the old version serves)."""
+    name = change.service
+    deadline = time.monotonic() + timeout
+    seen: dict[str, str] | None = None  # task id -> its line; what is there at the start goes unsaid
+    hostnames: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        service = client.services.get(name)
+        lines = {task["id"]: _line(name, task) for task in tasks(service, hostnames) if task["state"] in SHOWN}
+        for task_id, line in lines.items():
+            if seen is not None and seen.get(task_id) != line:
+                emit(f"    {line}")
+        seen = {**(seen or {}), **lines}
+        outcome = _outcome(service, change)
+        if outcome:
+            return outcome
+        time.sleep(poll)
+    raise SwarmError(f"{name} did not finish rolling out within {timeout:.0f}s: see `docker service ps {name}`")
+
+
+def _line(name: str, task: dict) -> str:
+    version = task["image"].rsplit(":", 1)[-1][:12]
+    error = f" ({task['error']})" if task["error"] else ""
+    return f"{name}.{task['slot']} {version} on {task['node']}: {task['state']}{error}"
+
+
+def _outcome(service, change: Change) -> str | None:
+    status = service.attrs.get("UpdateStatus")
+    if not change.created:
+        if not status or status.get("StartedAt") == change.previous_update:
+            return None  # Swarm has not started this rollout yet
+        return FINAL.get(status.get("State"))
+    wanted = service.attrs["Spec"]["Mode"]["Replicated"]["Replicas"]
+    running = [t for t in tasks(service) if t["desired"] == "running" and t["state"] == "running"]
+    return "converged" if len(running) == wanted else None
+
+
+def tasks(service, hostnames: dict | None = None) -> list[dict]:
+    """The service's tasks, newest first: slot, node, state, the state wanted, image, error.
+    ``hostnames``: node id -> name, filled as nodes are met (pass one to reuse it)."""
+    nodes = {} if hostnames is None else hostnames
+    found = []
+    for task in sorted(service.tasks(), key=lambda t: t["CreatedAt"], reverse=True):
+        node_id = task.get("NodeID", "")
+        if node_id and node_id not in nodes:
+            nodes[node_id] = service.client.nodes.get(node_id).attrs["Description"]["Hostname"]
+        status = task["Status"]
+        found.append({"id": task["ID"], "slot": task.get("Slot"), "node": nodes.get(node_id, "-"),
+                      "state": status["State"], "desired": task["DesiredState"], "error": status.get("Err", ""),
+                      "image": task["Spec"]["ContainerSpec"]["Image"].split("@")[0]})
+    return found
+
+
+def remove(client, name: str) -> None:
+    service = find(client, name)
+    if service is not None:
+        service.remove()
