@@ -78,8 +78,8 @@ def lab(docker_client):
     shutil.rmtree(base, ignore_errors=True)
 
 
-def install(lab: SshLab, app: str) -> str:
-    site = f"http://127.0.0.1:{lab.server.unused_port()}"
+def install(lab: SshLab, app: str, site: str | None = None) -> str:
+    site = site or f"http://127.0.0.1:{lab.server.unused_port()}"
     installed = lab.server.install(app, "--domain", site, "--user", USER)
     assert installed.returncode == 0, installed.stderr
     # This sshd runs without PAM, which refuses accounts with a locked password ('!'),
@@ -128,6 +128,14 @@ def test_push_over_ssh_as_a_deploy_user_without_root(lab, tmp_path):
     assert folder.stat().st_uid == uid, "the deploy user can make storage folders"
     again = lab.server.install("viassh", "--domain", site, "--user", USER)
     assert again.returncode == 0 and "gave" not in again.stdout and "added" not in again.stdout
+
+    install(lab, "viahost", "http://viahost.test")  # its first push links the host, as the deploy user
+    hosted = checkout(lab, tmp_path, "viahost", "ops")
+    hosted.commit("by host name")
+    assert "is live at http://viahost.test" in hosted.push("main").stderr
+    link = lab.server.root / "hosts" / "http" / "viahost.test"
+    assert link.is_symlink() and link.lstat().st_uid == uid
+    assert http_get(f"http://127.0.0.1:{lab.server.http_port}/", host="viahost.test") == (200, "by host name")
 
 
 def test_keys_push_and_run_zdd_for_their_apps_and_nothing_else(lab, tmp_path, docker_client):

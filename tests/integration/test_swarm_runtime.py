@@ -6,6 +6,7 @@ and says so; the tasks name their nodes."""
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import docker
@@ -18,9 +19,10 @@ NETWORK = "zdd-proxy"
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster():
     """(client of the manager, the registry's address), on a lab of three nodes."""
-    folder = tmp_path_factory.mktemp("swarm") / "lab"
+    parent = Path(tempfile.mkdtemp(prefix="zl-", dir="/tmp"))  # short: dockerd's sockets go below it
+    folder = parent / "lab"
     up = subprocess.run([str(LAB), "up", "--dir", str(folder)], capture_output=True, text=True, timeout=300)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
@@ -30,6 +32,7 @@ def cluster(tmp_path_factory):
         client.close()
     finally:
         down = subprocess.run([str(LAB), "down", "--dir", str(folder)], capture_output=True, text=True, timeout=300)
+        shutil.rmtree(parent, ignore_errors=True)
         assert down.returncode == 0, down.stdout + down.stderr
 
 
