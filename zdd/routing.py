@@ -21,6 +21,7 @@ def refresh(server, emit: Emit, including: str | None = None, leaving: str | Non
     the Caddyfile for one with a port of its own. Caddy is reloaded only if the Caddyfile
     changed, which adding, removing or re-addressing a host-named app never does."""
     with caddy.config_lock(server.caddyfile):
+        _adopt_flag_routes(server)
         links, sites = _wanted(server, including, leaving)
         current = caddy.host_links(server.hosts_dir())
         for (scheme, host), route in links.items():
@@ -84,18 +85,11 @@ def _mark_published(server, app: str) -> None:
 
 
 def _wanted(server, including: str | None, leaving: str | None):
-    """Host links ((scheme, host) -> route folder) and Caddyfile sites of the published apps.
-    An app is published from its first switch on; one with no route file yet (set up by a
-    zdd that used flag files) gets one for its live slot first."""
+    """Host links ((scheme, host) -> route folder) and Caddyfile sites of the published apps
+    (published from their first switch on)."""
     links, sites = {}, []
-    for app in server.app_names():
-        if app == leaving or not (app == including and slots.read_ports(server.app_dir(app))
-                                  or _published(server, app)):
-            continue
-        live = state.read_live(server.app_dir(app))
+    for app in _serving(server, including, leaving):
         route = route_dir(server, app)
-        if live and not caddy.has_route(route):
-            route_to(server, app, live["slot"])
         address = config.load_app(server, app).domain
         host = names.host_route(address)
         if host:
@@ -103,6 +97,19 @@ def _wanted(server, including: str | None, leaving: str | None):
         else:
             sites.append(caddy.Site(app, address, str(route)))
     return links, sites
+
+
+def _serving(server, including: str | None, leaving: str | None) -> list[str]:
+    return [app for app in server.app_names() if app != leaving and (
+        _published(server, app) or app == including and slots.read_ports(server.app_dir(app)))]
+
+
+def _adopt_flag_routes(server) -> None:
+    """A live app set up by a zdd that routed by flag files gets the route file of its live slot."""
+    for app in server.app_names():
+        live = state.read_live(server.app_dir(app))
+        if live and slots.read_ports(server.app_dir(app)) and not caddy.has_route(route_dir(server, app)):
+            route_to(server, app, live["slot"])
 
 
 def reconcile(server, client, app: str, emit: Emit) -> dict | None:
