@@ -41,6 +41,7 @@ class Change:
     """A service created or updated; ``previous_update`` tells a new rollout's status from the
     last one's, which the service reports until Swarm starts the new one."""
     service: str
+    image: str
     created: bool
     previous_update: str | None = None
 
@@ -79,13 +80,13 @@ def deploy(client, name: str, image: str, rollout: Rollout, network: str, labels
     if existing is None:
         client.services.create(name=name, networks=[network], init=True,
                                endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"), **settings)
-        return Change(name, created=True)
+        return Change(name, image, created=True)
     previous = (existing.attrs.get("UpdateStatus") or {}).get("StartedAt")
     same_image = existing.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"].split("@")[0] == image
     if same_image:
         settings["force_update"] = True  # an unchanged spec would start no rollout
     existing.update(fetch_current_spec=True, **settings)  # keep what is not given: network, endpoints
-    return Change(name, created=False, previous_update=previous)
+    return Change(name, image, created=False, previous_update=previous)
 
 
 def find(client, name: str):
@@ -147,6 +148,20 @@ def tasks(service, hostnames: dict | None = None) -> list[dict]:
                       "state": status["State"], "desired": task["DesiredState"], "error": status.get("Err", ""),
                       "image": task["Spec"]["ContainerSpec"]["Image"].split("@")[0]})
     return found
+
+
+def failed_task_logs(client, change: Change, lines: int = 20) -> list[str]:
+    """What the tasks of ``change``'s image that failed wrote last, each line after its task,
+    for the pusher to see why Swarm rolled back."""
+    service = client.services.get(change.service)
+    failed = {t["id"]: t for t in tasks(service) if t["state"] in ("failed", "rejected") and t["image"] == change.image}
+    said = []
+    for raw in service.logs(stdout=True, stderr=True, details=True, tail=200):
+        details, _, text = raw.decode(errors="replace").rstrip("\n").partition(" ")
+        task_id = dict(item.split("=", 1) for item in details.split(",") if "=" in item).get("com.docker.swarm.task.id")
+        if task_id in failed:
+            said.append(f"{change.service}.{failed[task_id]['slot']} on {failed[task_id]['node']}: {text}")
+    return said[-lines:]
 
 
 def remove(client, name: str) -> None:

@@ -46,7 +46,8 @@ def cluster():
 
 
 def app_image(client, folder: Path, version: str, healthy: bool = True) -> str:
-    """A FROM-scratch busybox web server answering ``version``, built on the manager."""
+    """A FROM-scratch busybox web server answering ``version``, built on the manager; it says
+    "VERSION starting" on stdout first."""
     (folder / "www").mkdir(parents=True)
     shutil.copy("/bin/busybox", folder / "busybox")
     (folder / "www" / "index.html").write_text(version)
@@ -55,7 +56,8 @@ def app_image(client, folder: Path, version: str, healthy: bool = True) -> str:
         "FROM scratch", "COPY busybox /bin/busybox", "COPY www /www", "EXPOSE 8000",
         "HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD "
         f'["/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8000{path}"]',
-        'CMD ["/bin/busybox", "httpd", "-f", "-p", "8000", "-h", "/www"]']) + "\n")
+        f'CMD ["/bin/busybox", "sh", "-c", "echo {version} starting; exec /bin/busybox httpd -f -p 8000 -h /www"]'
+    ]) + "\n")
     tag = f"zdd-swarmtest:{version}"
     client.images.build(path=str(folder), tag=tag, rm=True, pull=False)
     return tag
@@ -97,6 +99,8 @@ def test_a_service_rolls_to_a_healthy_version_and_back_from_one_that_never_gets_
 
     failing = swarm.deploy(client, name, broken, rollout, NETWORK, labels, {})
     assert swarm.wait(client, failing, 180, said.append) == "rolled back"
+    why = swarm.failed_task_logs(client, failing)
+    assert why and all(line.endswith("v3 starting") and " on node" in line for line in why), why
     assert answers(client, name, v2) == {"v2"}, "the old version serves after the rollback"
     assert any("on node" in line for line in said), said
     swarm.remove(client, name)
