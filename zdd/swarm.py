@@ -82,7 +82,7 @@ def deploy(client, name: str, image: str, rollout: Rollout, network: str, labels
                                endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"), **settings)
         return Change(name, image, created=True)
     previous = (existing.attrs.get("UpdateStatus") or {}).get("StartedAt")
-    same_image = existing.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"].split("@")[0] == image
+    same_image = _image(existing.attrs["Spec"]["TaskTemplate"]) == image
     if same_image:
         settings["force_update"] = True  # an unchanged spec would start no rollout
     existing.update(fetch_current_spec=True, **settings)  # keep what is not given: network, endpoints
@@ -105,12 +105,13 @@ def wait(client, change: Change, timeout: float, emit: Emit, poll: float = 0.5) 
     hostnames: dict[str, str] = {}
     while time.monotonic() < deadline:
         service = client.services.get(name)
-        lines = {task["id"]: _line(name, task) for task in tasks(service, hostnames) if task["state"] in SHOWN}
+        found = tasks(service, hostnames)
+        lines = {task["id"]: _line(name, task) for task in found if task["state"] in SHOWN}
         for task_id, line in lines.items():
             if seen is not None and seen.get(task_id) != line:
                 emit(f"    {line}")
         seen = {**(seen or {}), **lines}
-        outcome = _outcome(service, change)
+        outcome = _outcome(service, change, found)
         if outcome:
             return outcome
         time.sleep(poll)
@@ -123,14 +124,14 @@ def _line(name: str, task: dict) -> str:
     return f"{name}.{task['slot']} {version} on {task['node']}: {task['state']}{error}"
 
 
-def _outcome(service, change: Change) -> str | None:
+def _outcome(service, change: Change, found: list[dict]) -> str | None:
     status = service.attrs.get("UpdateStatus")
     if not change.created:
         if not status or status.get("StartedAt") == change.previous_update:
             return None  # Swarm has not started this rollout yet
         return FINAL.get(status.get("State"))
     wanted = service.attrs["Spec"]["Mode"]["Replicated"]["Replicas"]
-    running = [t for t in tasks(service) if t["desired"] == "running" and t["state"] == "running"]
+    running = [t for t in found if t["desired"] == "running" and t["state"] == "running"]
     return "converged" if len(running) == wanted else None
 
 
@@ -146,8 +147,13 @@ def tasks(service, hostnames: dict | None = None) -> list[dict]:
         status = task["Status"]
         found.append({"id": task["ID"], "slot": task.get("Slot"), "node": nodes.get(node_id, "-"),
                       "state": status["State"], "desired": task["DesiredState"], "error": status.get("Err", ""),
-                      "image": task["Spec"]["ContainerSpec"]["Image"].split("@")[0]})
+                      "image": _image(task["Spec"])})
     return found
+
+
+def _image(task_spec: dict) -> str:
+    """The image a task spec names, without the digest Swarm pins it to."""
+    return task_spec["ContainerSpec"]["Image"].split("@")[0]
 
 
 def failed_task_logs(client, change: Change, lines: int = 20) -> list[str]:
