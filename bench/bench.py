@@ -159,7 +159,7 @@ def machine(client: docker.DockerClient) -> dict:
         "python": platform.python_version(),
         "zdd_commit": head + (" with uncommitted changes to zdd" if dirty else ""),
         "load_average_at_start": os.getloadavg(),
-        "other_containers_at_start": sorted(c.name for c in client.containers.list() if not lab.ours(c.name)),
+        "other_containers_at_start": sorted(c.name for c in client.containers.list(ignore_removed=True, ignore_removed=True) if not lab.ours(c.name)),
     }
 
 

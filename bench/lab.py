@@ -167,7 +167,7 @@ def ours(name: str) -> bool:
 def remove_all(client: docker.DockerClient) -> list[str]:
     """Remove every container and image tag named zdd-bench*: this run's, or an interrupted one's."""
     removed = []
-    for container in client.containers.list(all=True):
+    for container in client.containers.list(ignore_removed=True, all=True):
         if ours(container.name):
             container.remove(force=True)
             removed.append(container.name)

@@ -201,7 +201,7 @@ def get_container(client, name_or_id: str | None):
 def app_containers(client, app: str, **labels: str) -> list:
     """The app's containers, optionally only those with the given zdd.* labels."""
     wanted = [f"zdd.app={app}"] + [f"zdd.{key}={value}" for key, value in labels.items()]
-    return client.containers.list(all=True, filters={"label": wanted})
+    return client.containers.list(ignore_removed=True, all=True, filters={"label": wanted})
 
 
 def stop_and_remove(container, timeout: float) -> None:

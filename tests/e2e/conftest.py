@@ -123,7 +123,7 @@ def server(tmp_path_factory, docker_client):
     yield server
     server.stop_caddy()
     for app in server.apps:
-        for container in docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"}):
+        for container in docker_client.containers.list(ignore_removed=True, all=True, filters={"label": f"zdd.app={app}"}):
             container.remove(force=True)
         for image in docker_client.images.list(name=f"zdd-{app}"):
             docker_client.images.remove(image.id, force=True)

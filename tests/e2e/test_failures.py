@@ -18,7 +18,7 @@ def assert_v1_untouched(server, app, site, v1, caddyfile_before, docker_client):
     assert http_get(site + "/") == (200, "v1")
     assert server.status(app)["sha"] == v1
     assert server.caddyfile.read_text() == caddyfile_before
-    containers = docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"})
+    containers = docker_client.containers.list(ignore_removed=True, all=True, filters={"label": f"zdd.app={app}"})
     assert [c.name for c in containers] == [server.status(app)["container"]]
     assert server.server_ref(app, "refs/heads/main") == v1, "the server's main shows what is live"
 
@@ -111,7 +111,7 @@ def test_first_deploy_without_dockerfile_leaves_nothing_and_says_so(server, new_
     expect(result.stderr, "Nothing is serving this app: this was its first deploy")
     expect(result.stderr, "main on the server removed, so a re-push retries")
     assert server.status(app)["sha"] is None
-    assert docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"}) == []
+    assert docker_client.containers.list(ignore_removed=True, all=True, filters={"label": f"zdd.app={app}"}) == []
     assert server.server_ref(app, "refs/heads/main") is None
 
 

@@ -52,7 +52,7 @@ def test_killed_after_each_step_then_repaired(server, new_app, docker_client, st
     assert status.returncode == 0, status.stderr
     assert server.status(app)["sha"] == versions[expected]
     assert http_get(site) == (200, expected)
-    containers = docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"})
+    containers = docker_client.containers.list(ignore_removed=True, all=True, filters={"label": f"zdd.app={app}"})
     assert sorted((c.labels["zdd.process"], c.labels["zdd.sha"], c.status) for c in containers) == [
         (process, versions[expected], "running") for process in ("clock", "web", "worker")]
     assert server.status(app)["container"] in [c.name for c in containers]
@@ -64,4 +64,4 @@ def test_killed_after_each_step_then_repaired(server, new_app, docker_client, st
     v3 = commit(repo, "v3")
     pushed_live(repo.push("main"))
     assert http_get(site) == (200, "v3") and server.status(app)["sha"] == v3
-    assert len(docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"})) == 3
+    assert len(docker_client.containers.list(ignore_removed=True, all=True, filters={"label": f"zdd.app={app}"})) == 3

@@ -19,7 +19,7 @@ echo "weird=$WEIRD"
 
 
 def containers_of(docker_client, app):
-    return docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"})
+    return docker_client.containers.list(ignore_removed=True, all=True, filters={"label": f"zdd.app={app}"})
 
 
 def test_two_apps_deploy_fail_roll_back_and_are_destroyed_independently(server, tmp_path, docker_client):

@@ -26,7 +26,7 @@ def toml(release: str | None = None, worker: str = SLEEPER, clock: str | None = 
 
 def containers_of(docker_client, app) -> dict[str, str]:
     """name -> status of every container of the app."""
-    found = docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"})
+    found = docker_client.containers.list(ignore_removed=True, all=True, filters={"label": f"zdd.app={app}"})
     return {c.name: c.status for c in found}
 
 
@@ -143,24 +143,24 @@ def test_scale_storage_and_run_on_busybox(server, new_app, docker_client):
     hung = subprocess.Popen([str(server.root / "bin" / "zdd"), "run", app, "--", "/bin/busybox", "sleep", "60"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     run_filter = {"label": [f"zdd.app={app}", "zdd.process=run"]}
-    assert wait_for(lambda: docker_client.containers.list(filters=run_filter), timeout=20)
+    assert wait_for(lambda: docker_client.containers.list(ignore_removed=True, filters=run_filter), timeout=20)
     restarted = server.zdd("restart", app)
     assert restarted.returncode == 0, "a one-off run neither blocks a deploy nor is removed by one"
-    assert docker_client.containers.list(filters=run_filter)
+    assert docker_client.containers.list(ignore_removed=True, filters=run_filter)
     hung.send_signal(signal.SIGHUP)  # what a dropped SSH session sends
     assert hung.wait(timeout=20) == 128 + signal.SIGHUP
-    assert wait_for(lambda: not docker_client.containers.list(all=True, filters=run_filter), timeout=10)
+    assert wait_for(lambda: not docker_client.containers.list(ignore_removed=True, all=True, filters=run_filter), timeout=10)
 
     assert server.zdd("scale", app, "worker=3").returncode == 0
     workers = {"label": [f"zdd.app={app}", "zdd.process=worker"]}
-    assert len(docker_client.containers.list(filters=workers)) == 3
+    assert len(docker_client.containers.list(ignore_removed=True, filters=workers)) == 3
     expect(server.zdd("apps").stdout, "APP", "PROCESSES", "web=1 worker=3")
     v2 = repo.commit("v2", dockerfile=app_dockerfile(healthcheck=None), zdd_toml=toml(clock=None))
     pushed_live(repo.push("main"))
-    assert {c.labels["zdd.sha"] for c in docker_client.containers.list(filters=workers)} == {v2}
-    assert len(docker_client.containers.list(all=True, filters=workers)) == 3, "the count is kept across deploys"
+    assert {c.labels["zdd.sha"] for c in docker_client.containers.list(ignore_removed=True, filters=workers)} == {v2}
+    assert len(docker_client.containers.list(ignore_removed=True, all=True, filters=workers)) == 3, "the count is kept across deploys"
     assert server.zdd("scale", app, "worker=0").returncode == 0
-    assert docker_client.containers.list(all=True, filters=workers) == []
+    assert docker_client.containers.list(ignore_removed=True, all=True, filters=workers) == []
     assert (folder / "note").read_text() == "from stdin\n", "storage survives deploys"
 
     destroyed = server.zdd("destroy", app, "--yes", "--storage")

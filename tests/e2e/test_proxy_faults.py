@@ -39,7 +39,7 @@ def test_a_stopped_caddy_fails_the_deploy_before_the_switch(server, two_deploys,
     expect(result.stderr, f"zdd: error: Caddy's admin endpoint at {server.admin} does not answer")
     assert server.status(app)["sha"] == v2 and server.server_ref(app, "refs/heads/main") == v2
     assert wait_for(lambda: http_get(site) == (200, "v2"))
-    assert len(docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"})) == 1
+    assert len(docker_client.containers.list(ignore_removed=True, all=True, filters={"label": f"zdd.app={app}"})) == 1
 
 
 def test_a_new_address_takes_effect_at_once_without_a_redeploy(server, two_deploys):
@@ -72,7 +72,7 @@ def test_a_config_caddy_rejects_keeps_the_old_one_and_says_why(server, tmp_path,
     expect(result.stderr, "zdd: error: Caddy rejected the config:", "no_such_option")
     assert server.caddyfile.read_text() == caddyfile_before
     assert not list(server.caddyfile.parent.glob(".*zdd-new")), "no half-written file is left"
-    assert docker_client.containers.list(all=True, filters={"label": "zdd.app=rejected"}) == []
+    assert docker_client.containers.list(ignore_removed=True, all=True, filters={"label": "zdd.app=rejected"}) == []
     assert server.zdd("apps").returncode == 0
     retry = repo.push("main")
     assert retry.returncode == 0 and http_get(site) == (200, "v1"), retry.stderr

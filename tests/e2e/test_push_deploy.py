@@ -61,7 +61,7 @@ def test_second_push_under_load_drops_no_request_and_does_not_reload_caddy(serve
     assert slow["slow v1\n"] > 0 and slow["slow v2\n"] > 0, slow
     assert http_get(site + "/") == (200, "v2")
     assert server.status(app)["sha"] == v2 != v1
-    remaining = docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"})
+    remaining = docker_client.containers.list(ignore_removed=True, all=True, filters={"label": f"zdd.app={app}"})
     assert [c.name for c in remaining] == [server.status(app)["container"]]
     assert old_container not in [c.name for c in remaining]
 

@@ -112,7 +112,7 @@ def test_a_real_app_migrates_runs_workers_keeps_its_data_and_takes_one_off_comma
     expect(added.stdout, "added: written by a one-off")
     assert failed.returncode == 3
     assert state_of(site)["notes"] == ["written by a one-off"], "web sees what the run wrote on storage"
-    assert docker_client.containers.list(all=True, filters={"label": [f"zdd.app={app}", "zdd.process=run"]}) == []
+    assert docker_client.containers.list(ignore_removed=True, all=True, filters={"label": [f"zdd.app={app}", "zdd.process=run"]}) == []
 
     assert server.zdd("scale", app, "worker=0").returncode == 0
     assert wait_for(lambda: one_generation(site, "2", 0), timeout=5)
@@ -138,5 +138,5 @@ def test_a_real_app_migrates_runs_workers_keeps_its_data_and_takes_one_off_comma
 
     assert destroyed.returncode == 0, destroyed.stderr
     expect(destroyed.stdout, f"kept its storage: volume zdd-{app}-data")
-    assert docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"}) == []
+    assert docker_client.containers.list(ignore_removed=True, all=True, filters={"label": f"zdd.app={app}"}) == []
     assert docker_client.volumes.get(f"zdd-{app}-data")

@@ -57,4 +57,4 @@ def test_an_oversized_build_context_is_refused(server, new_app, docker_client):
 
     expect(result.stderr, "zdd: error: the build context is", "over the 1 MB limit")
     assert server.status(app)["sha"] == v1 and http_get(site) == (200, "v1")
-    assert len(docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"})) == 1
+    assert len(docker_client.containers.list(ignore_removed=True, all=True, filters={"label": f"zdd.app={app}"})) == 1

@@ -70,7 +70,7 @@ def lab(docker_client):
     sshd.wait(timeout=10)
     lab.server.stop_caddy()
     for app in lab.server.apps:
-        for container in docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"}):
+        for container in docker_client.containers.list(ignore_removed=True, all=True, filters={"label": f"zdd.app={app}"}):
             container.remove(force=True)
         for image in docker_client.images.list(filters={"label": f"zdd.app={app}"}):
             docker_client.images.remove(image.id, force=True)
@@ -222,10 +222,10 @@ def test_keys_push_and_run_zdd_for_their_apps_and_nothing_else(lab, tmp_path, do
     dropped = subprocess.Popen([*lab.ssh("alice").split(), "-T", f"{USER}@127.0.0.1", "zdd", "run", "keyed-a", "--",
                                 "/bin/busybox", "sleep", "60"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     runs = {"label": ["zdd.app=keyed-a", "zdd.process=run"]}
-    assert wait_for(lambda: docker_client.containers.list(filters=runs), timeout=20)
+    assert wait_for(lambda: docker_client.containers.list(ignore_removed=True, filters=runs), timeout=20)
     dropped.kill()  # the laptop vanishes: no pty, so sshd sends no SIGHUP
     dropped.wait(timeout=10)
-    assert wait_for(lambda: not docker_client.containers.list(all=True, filters=runs), timeout=20), \
+    assert wait_for(lambda: not docker_client.containers.list(ignore_removed=True, all=True, filters=runs), timeout=20), \
         "a one-off run of a dropped SSH session is removed"
 
     local = free_port()

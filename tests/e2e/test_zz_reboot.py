@@ -54,9 +54,9 @@ def test_a_simulated_reboot_brings_every_app_back_on_its_live_version(server, ne
 
     assert wait_for(lambda: http_get(site) == (200, "v2"), timeout=60)
     workers = {"label": [f"zdd.app={app}", "zdd.process=worker"]}
-    assert wait_for(lambda: [c.status for c in docker_client.containers.list(all=True, filters=workers)]
+    assert wait_for(lambda: [c.status for c in docker_client.containers.list(ignore_removed=True, all=True, filters=workers)]
                     == ["running"], timeout=30), "the worker is back too"
-    containers = docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"})
+    containers = docker_client.containers.list(ignore_removed=True, all=True, filters={"label": f"zdd.app={app}"})
     assert {c.labels["zdd.sha"] for c in containers} == {v2}, "retired containers stay gone"
     assert server.status(app)["container"] in [c.name for c in containers] and len(containers) == 2
     assert server.status(app)["sha"] == v2
@@ -69,7 +69,7 @@ def test_dockerd_restarting_during_a_deploy_keeps_v1_and_the_next_push_recovers(
     repo.commit("v2", dockerfile=app_dockerfile(start_delay=20))
     push = subprocess.Popen(["git", "push", "production", "main"], cwd=repo.path,
                             stderr=subprocess.PIPE, text=True)
-    assert wait_for(lambda: len(docker_client.containers.list(filters={"label": f"zdd.app={app}"})) == 2,
+    assert wait_for(lambda: len(docker_client.containers.list(ignore_removed=True, filters={"label": f"zdd.app={app}"})) == 2,
                     timeout=60)
     time.sleep(1)
 
@@ -80,7 +80,7 @@ def test_dockerd_restarting_during_a_deploy_keeps_v1_and_the_next_push_recovers(
     expect(output, "zdd: error:", "Still serving")
     assert wait_for(lambda: http_get(site) == (200, "v1"), timeout=60)
     assert server.status(app)["sha"] == v1
-    assert len(docker_client.containers.list(all=True, filters={"label": f"zdd.app={app}"})) == 1
+    assert len(docker_client.containers.list(ignore_removed=True, all=True, filters={"label": f"zdd.app={app}"})) == 1
     v3 = repo.commit("v3")
     assert repo.push("main").returncode == 0
     assert http_get(site) == (200, "v3") and server.status(app)["sha"] == v3
