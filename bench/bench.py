@@ -6,7 +6,6 @@ Run it with bench/run (see bench/README.md); --help lists the options.
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import shlex
@@ -23,8 +22,9 @@ import docker
 import lab
 import report
 import testapp
+import timeline
 from cases import VERSIONS, Blog, Naive, Neighbours, Steady, ZddApp, ZddPush, ZddRollback
-from measure import measure
+from measure import measure, switch_marks
 
 BENCH = Path(__file__).resolve().parent
 CASE_NAMES = ("steady", "naive", "blog", "zdd", "zdd-rollback", "zdd-ignore-term", "blog-ignore-term",
@@ -111,6 +111,7 @@ def run_deploys(cases: dict, args) -> dict[str, list[dict]]:
             figures.update(case.details(), case=name, repeat=repeat, to=body)
             if "zdd_steps" in figures:
                 figures.update(zdd_figures(figures))
+            figures["timeline"]["marks"] = switch_marks(figures, case.caddy.reload_times())
             results[name].append(figures)
             print(progress(figures), flush=True)
     return results
@@ -159,7 +160,8 @@ def machine(client: docker.DockerClient) -> dict:
         "python": platform.python_version(),
         "zdd_commit": head + (" with uncommitted changes to zdd" if dirty else ""),
         "load_average_at_start": os.getloadavg(),
-        "other_containers_at_start": sorted(c.name for c in client.containers.list(ignore_removed=True, ignore_removed=True) if not lab.ours(c.name)),
+        "other_containers_at_start": sorted(c.name for c in client.containers.list(ignore_removed=True)
+                                            if not lab.ours(c.name)),
     }
 
 
@@ -172,12 +174,14 @@ def busy_warning(info: dict) -> str | None:
             f"{len(others)} other containers running): timings are inflated.")
 
 
-def render(results, titles, app_start, verdicts, args, warning) -> list[str]:
+def render(results, titles, app_start, verdicts, args, warning, pictures) -> list[str]:
     lines = [*([warning, ""] if warning else []),f"Deploys under load through Caddy: {args.clients} strict + {args.clients} retrying keep-alive "
              f"clients on /, {args.long_clients} on the {testapp.SLOW_SECONDS} s endpoint; app start delay "
              f"{args.start_delay} s (measured start: {app_start:.2f} s). Each cell: median (worst) "
              f"of {args.repeat} deploys.", ""]
     lines += report.results_table(results, titles)
+    if pictures:
+        lines += ["", report.pictures_line(pictures, titles)]
     steps = report.steps_table(results, titles)
     if steps:
         lines += ["", *steps]
@@ -187,7 +191,8 @@ def render(results, titles, app_start, verdicts, args, warning) -> list[str]:
     return lines
 
 
-def write_results_md(path: Path, lines: list[str], command: str, info: dict, when: str) -> None:
+def write_results_md(path: Path, lines: list[str], command: str, info: dict, when: str,
+                     pictures_section: list[str]) -> None:
     text = "\n".join([
         "# Zero-downtime benchmark: results",
         "",
@@ -204,6 +209,7 @@ def write_results_md(path: Path, lines: list[str], command: str, info: dict, whe
         "",
         *lines,
         "",
+        *pictures_section,
     ])
     path.write_text(text)
 
@@ -264,8 +270,6 @@ def main(argv: list[str]) -> int:
         results = run_deploys(cases, args)
         titles = {name: case.title for name, case in cases.items()}
         verdicts = report.targets(results, app_start)
-        lines = render(results, titles, app_start, verdicts, args, warning)
-        print("\n" + "\n".join(lines))
         when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         raw = {"command": command, "when": when, "machine": info, "settings": vars(args) | {"json": str(args.json),
                "markdown": str(args.markdown)}, "app_start_s": starts, "image_build_s": round(build_s, 2),
@@ -273,9 +277,13 @@ def main(argv: list[str]) -> int:
                "load_average_at_end": os.getloadavg(), "titles": titles, "deploys": results,
                "targets": [{"verdict": v, "target": t, "evidence": e} for v, t, e in verdicts]}
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(raw, indent=2) + "\n")
-        write_results_md(args.markdown, lines, command, info, when)
-        print(f"\nwrote {args.json} and {args.markdown}")
+        args.json.write_text(report.raw_json(raw))
+        pictures = {case: path.name for case, path in
+                    timeline.write_pictures(results, titles, args.markdown.parent).items()}
+        lines = render(results, titles, app_start, verdicts, args, warning, pictures)
+        print("\n" + "\n".join(lines))
+        write_results_md(args.markdown, lines, command, info, when, report.pictures_section(pictures, titles))
+        print(f"\nwrote {args.json}, {args.markdown} and beside it {', '.join(pictures.values())}")
         ok = True
         return 0
     finally:

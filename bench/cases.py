@@ -150,6 +150,10 @@ class OnZddApp:
     def host(self) -> str | None:
         return self.app.host
 
+    @property
+    def caddy(self) -> lab.Caddy:
+        return self.app.env.zdd_server().caddy
+
     def setup(self) -> None:
         self.app.setup()
 

@@ -47,9 +47,14 @@ class Caddy:
 
     def loads(self) -> int:
         """How many configs Caddy has loaded: its first, then one per reload."""
-        log = (self.folder / "caddy.log").read_text()
-        return sum(1 for line in log.splitlines()
-                   if '"msg":"load complete"' in line or '"msg":"serving initial configuration"' in line)
+        return len(config_loads(self._log()))
+
+    def reload_times(self) -> list[float]:
+        """When (Unix time, from Caddy's log) each reload's config was loaded."""
+        return [ts for ts, msg in config_loads(self._log()) if msg == "load complete" and ts is not None]
+
+    def _log(self) -> str:
+        return (self.folder / "caddy.log").read_text()
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -59,6 +64,27 @@ class Caddy:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=15)
+
+
+CONFIG_LOAD_MESSAGES = ("serving initial configuration", "load complete")  # the first load, a reload
+
+
+def config_loads(log: str) -> list[tuple[float | None, str]]:
+    """(Unix time if the line has one, message) of each config load in Caddy's JSON log."""
+    loads = []
+    for line in log.splitlines():
+        for message in CONFIG_LOAD_MESSAGES:
+            if f'"msg":"{message}"' in line:
+                loads.append((_log_time(line), message))
+    return loads
+
+
+def _log_time(line: str) -> float | None:
+    try:
+        ts = json.loads(line).get("ts")
+    except (ValueError, AttributeError):
+        return None
+    return ts if isinstance(ts, (int, float)) else None
 
 
 def site_block(site: str, upstream_port: int) -> str:

@@ -21,6 +21,8 @@ WARMUP = testapp.SLOW_SECONDS + 0.5  # every long-request client has one in flig
 TAIL = testapp.SLOW_SECONDS + 0.5
 SERVING_TIMEOUT = 90.0
 LONG_PAUSE = 0.1
+BIN_S = 0.1  # the timeline counts requests per bin, by the time they finished
+BEFORE_S = 1.0  # and starts this long before t0
 
 
 class Load:
@@ -60,7 +62,7 @@ def measure(site: str, action: Callable[[], dict], new_body: str, clients: int, 
     load = Load(site, clients, slow, pause, host)
     load.start()
     time.sleep(WARMUP)
-    t0 = time.monotonic()
+    t0, t0_unix = time.monotonic(), time.time()
     try:
         outcome = action()
         action_end = time.monotonic()
@@ -71,12 +73,14 @@ def measure(site: str, action: Callable[[], dict], new_body: str, clients: int, 
         done = max(action_end, serving or action_end)
         time.sleep(TAIL)
     finally:
+        stopping = time.monotonic()
         load.stop()
     if serving is None:
         raise RuntimeError(f"{new_body!r} was not served within {SERVING_TIMEOUT:.0f}s of the deploy's end")
     # what the action returns comes last: it may blank a figure that does not apply to it
     return {**figures(load, t0, serving, done), "push_to_serving_s": round(serving - t0, 3),
-            "action_s": round(action_end - t0, 3), **outcome}
+            "action_s": round(action_end - t0, 3),
+            "timeline": request_timeline(load, t0, t0_unix, action_end, stopping), **outcome}
 
 
 def figures(load: Load, t0: float, serving: float, done: float) -> dict:
@@ -100,6 +104,44 @@ def figures(load: Load, t0: float, serving: float, done: float) -> dict:
         "failed_before_deploy": len(before),
         "failure_samples": sorted({r.text[:120] for r in failed(strict + retrying + slow)})[:5],
     }
+
+
+def request_timeline(load: Load, t0: float, t0_unix: float, action_end: float, stopping: float) -> dict:
+    """Requests ok and failed per kind of client and per BIN_S, from BEFORE_S before t0 until
+    the load stopped; the marks (the switch) are added by the caller, who knows the case."""
+    start = t0 - BEFORE_S
+    groups = {"strict": load.strict, "retrying": load.retrying, "long": load.slow}
+    records = {kind: [r for r in _records(clients) if r.finished >= start] for kind, clients in groups.items()}
+    count = bin_index(max((r.finished for rs in records.values() for r in rs), default=start), start) + 1
+    return {"bin_s": BIN_S, "first_bin_s": -BEFORE_S, "t0_unix": round(t0_unix, 3),
+            "command_returned_s": round(action_end - t0, 3), "load_stops_s": round(stopping - t0, 3),
+            "kinds": {kind: binned(rs, start, count) for kind, rs in records.items()}, "marks": []}
+
+
+def switch_marks(f: dict, caddy_reloads: list[float]) -> list[tuple[float, str]]:
+    """The moments of the switch on the deploy's timeline: Caddy loading a new config, zdd's
+    "Switching traffic" line reaching the pusher, a client first getting the new version."""
+    start_unix = f["timeline"]["t0_unix"] + f["timeline"]["first_bin_s"]
+    marks = [(round(t - f["timeline"]["t0_unix"], 3), "Caddy reload") for t in caddy_reloads if t >= start_unix]
+    if "zdd_switch_line_s" in f:
+        marks.append((f["zdd_switch_line_s"], "zdd: Switching traffic"))
+    if f["push_to_serving_s"] is not None:
+        marks.append((f["push_to_serving_s"], f"{f['to']} first served"))
+    return sorted(marks)
+
+
+def bin_index(finished: float, start: float) -> int:
+    return math.floor((finished - start) / BIN_S)
+
+
+def binned(records: list[Record], start: float, count: int) -> dict[str, list[int]]:
+    """How many of ``records`` finished ok, and how many failed, in each of ``count`` bins from ``start``."""
+    ok, failed = [0] * count, [0] * count
+    for record in records:
+        index = bin_index(record.finished, start)
+        if 0 <= index < count:
+            (ok if record.ok else failed)[index] += 1
+    return {"ok": ok, "failed": failed}
 
 
 def _records(clients: list[KeepAliveClient]) -> list[Record]:

@@ -1,5 +1,7 @@
 """Turn the per-deploy figures into the printed tables, the target verdicts and RESULTS.md."""
 
+import json
+import re
 import statistics
 
 from measure import median_and_worst
@@ -8,6 +10,9 @@ ZDD_CASES = ("zdd", "zdd-rollback", "zdd-ignore-term")
 STEPS = ("config", "build", "start", "health", "switch", "drain")
 ROLLBACK_MARGIN = 1.5
 OVERHEAD_TARGET = 0.5
+PICTURES_ARE = "one deploy per case, the one with the most failed requests"
+# a list of numbers as json.dumps(indent=2) spreads it, one per line (no string holds a raw newline)
+NUMBER_LIST = re.compile(r"\[\n\s+[-+.\deE]+(?:,\n\s+[-+.\deE]+)*\n\s*\]")
 
 # header, figure key, format of one number
 COLUMNS = [
@@ -122,3 +127,25 @@ def _per_case(what: str, figures: dict[str, float], fmt: str) -> str:
 
 def targets_lines(verdicts: list[tuple[str, str, str]]) -> list[str]:
     return [f"- {verdict}: {target} ({evidence})" for verdict, target, evidence in verdicts]
+
+
+def pictures_line(pictures: dict[str, str], titles: dict[str, str]) -> str:
+    links = ", ".join(f"[{titles.get(case, case)}]({name})" for case, name in pictures.items())
+    return f"Timelines ({PICTURES_ARE}): {links}."
+
+
+def pictures_section(pictures: dict[str, str], titles: dict[str, str]) -> list[str]:
+    """The end of RESULTS.md: each case's timeline picture."""
+    if not pictures:
+        return []
+    lines = ["## Timelines", "", f"Requests over time, {PICTURES_ARE} (`python3 bench/timeline.py` draws them "
+             "again from the JSON):", ""]
+    for case, name in pictures.items():
+        lines += [f"![{titles.get(case, case)}]({name})", ""]
+    return lines
+
+
+def raw_json(data: dict) -> str:
+    """Indented JSON with each list of numbers (the timelines' bins) on one line."""
+    text = json.dumps(data, indent=2)
+    return NUMBER_LIST.sub(lambda match: "[" + " ".join(match.group(0)[1:-1].split()) + "]", text) + "\n"
