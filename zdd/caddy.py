@@ -18,6 +18,7 @@ TEMPLATE = "Caddyfile.j2"
 ADMIN_ADDRESS = re.compile(r"[a-z0-9.-]+:[0-9]{1,5}")
 UNSAFE_IN_CADDYFILE = re.compile(r"[\s{}\"'`#\\]")
 ROUTE_FILE = re.compile(r"([0-9]{1,5})-([0-9]{1,5})")
+SERVICE_ROUTE_FILE = re.compile(r"([a-z0-9][a-z0-9-]*)-([0-9]{1,5})")  # swarm: APP-PORT (matches the above too)
 LEGACY_FLAG = "blue"  # zdd before route files: traffic went to blue while this file existed
 TLS_ISSUERS = ("acme", "internal")
 
@@ -60,7 +61,8 @@ def _caddy_token(value):
     return value
 
 
-def render(template_dir: Path, admin: str, sites: list[Site], include_glob: str, shared: SharedSites) -> str:
+def render(template_dir: Path, admin: str, sites: list[Site], include_glob: str, shared: SharedSites,
+           swarm: bool = False) -> str:
     """Every value from settings or apps is checked here; the template's own text is trusted."""
     check_admin_address(admin)
     for value in [include_glob, *dataclasses.astuple(shared),
@@ -76,7 +78,7 @@ def render(template_dir: Path, admin: str, sites: list[Site], include_glob: str,
         autoescape=False,
     )
     ordered = sorted(sites, key=lambda site: site.app)
-    return env.get_template(TEMPLATE).render(admin=admin, sites=ordered,
+    return env.get_template(TEMPLATE).render(admin=admin, sites=ordered, swarm=swarm,
                                              include_glob=include_glob, **dataclasses.asdict(shared))
 
 
@@ -85,7 +87,7 @@ def config_lock(caddyfile: Path):
     return state.file_lock(caddyfile.with_name(f".{caddyfile.name}.zdd-lock"))
 
 
-def apply(caddy_bin: str, caddyfile: Path, admin: str, text: str, force: bool = False) -> str:
+def apply(caddy_bin: str, caddyfile: Path, admin: str, text: str, force: bool = False, reload=None) -> str:
     """Make Caddy run ``text``; say what was done: "unchanged", "reloaded", "took over"
     (a Caddyfile zdd never wrote was backed up, then replaced), or "kept hand edit".
 
@@ -93,7 +95,8 @@ def apply(caddy_bin: str, caddyfile: Path, admin: str, text: str, force: bool = 
     then is never overwritten unless ``force``: if zdd has nothing new to write, it is
     left alone; otherwise CaddyError says what to do. The new text is validated and
     loaded from a temporary file, which replaces the Caddyfile only once Caddy runs it:
-    a rejected config leaves file and Caddy as they were.
+    a rejected config leaves file and Caddy as they were. ``reload(path)`` loads a file
+    into a Caddy that is not reached at ``admin`` (Swarm mode's container).
     """
     current = _read(caddyfile)
     if current == text:
@@ -112,21 +115,29 @@ def apply(caddy_bin: str, caddyfile: Path, admin: str, text: str, force: bool = 
     backup = caddyfile.with_name(caddyfile.name + ".before-zdd")
     if took_over and not backup.exists():
         _write_synced(backup, current)
-    _load(caddy_bin, caddyfile, admin, text)
+    _load(caddy_bin, caddyfile, reload or (lambda staged: reload_at(caddy_bin, admin, staged)), text)
     _write_synced(record, _digest(text) + "\n")
     return "took over" if took_over else "reloaded"
 
 
-def _load(caddy_bin: str, caddyfile: Path, admin: str, text: str) -> None:
+def _load(caddy_bin: str, caddyfile: Path, reload, text: str) -> None:
     staged = caddyfile.with_name(f".{caddyfile.name}.zdd-new")
     try:
         _write_synced(staged, text)
-        _run_caddy(caddy_bin, ["validate", "--config", str(staged), "--adapter", "caddyfile"], "rejected the config")
-        _run_caddy(caddy_bin, ["reload", "--config", str(staged), "--adapter", "caddyfile", "--address", admin],
-                   f"could not be reloaded through its admin address {admin}")
+        validate(caddy_bin, staged)
+        reload(staged)
         os.replace(staged, caddyfile)
     finally:
         staged.unlink(missing_ok=True)
+
+
+def validate(caddy_bin: str, path: Path) -> None:
+    _run_caddy(caddy_bin, ["validate", "--config", str(path), "--adapter", "caddyfile"], "rejected the config")
+
+
+def reload_at(caddy_bin: str, admin: str, path: Path) -> None:
+    _run_caddy(caddy_bin, ["reload", "--config", str(path), "--adapter", "caddyfile", "--address", admin],
+               f"could not be reloaded through its admin address {admin}")
 
 
 def _digest(text: str) -> str:
@@ -168,14 +179,22 @@ def route_to(route_dir: Path, ports: dict[str, int], slot: str) -> None:
     """Point the app's traffic at ``slot``: its route file becomes LIVE-OTHER (the two slots'
     ports). A rename, so Caddy, which reads it on every request, sees one name or the other."""
     other = next(port for name, port in ports.items() if name != slot)
-    wanted = f"{ports[slot]}-{other}"
+    _name_route(route_dir, f"{ports[slot]}-{other}")
+
+
+def route_to_service(route_dir: Path, app: str, port: int) -> None:
+    """Swarm mode: the app's traffic goes to the tasks of its web service, on ``port``."""
+    _name_route(route_dir, f"{app}-{port}")
+
+
+def _name_route(route_dir: Path, wanted: str) -> None:
     current = _route_files(route_dir)
     if current != [wanted]:
         if current:
             os.rename(route_dir / current[0], route_dir / wanted)
         else:
             staged = route_dir / ".route.tmp"
-            staged.write_text("Caddy proxies to the first port in this file's name, then the second\n")
+            staged.write_text("Caddy proxies to what this file's name says: see the Caddyfile\n")
             staged.chmod(0o644)
             os.replace(staged, route_dir / wanted)
         for extra in current[1:]:
@@ -185,7 +204,7 @@ def route_to(route_dir: Path, ports: dict[str, int], slot: str) -> None:
 
 def routed_slot(route_dir: Path, ports: dict[str, int]) -> str | None:
     """The slot the app's traffic goes to, or None before its first switch."""
-    current = _route_files(route_dir)
+    current = [name for name in _route_files(route_dir) if ROUTE_FILE.fullmatch(name)]
     if not current:
         return LEGACY_FLAG if (route_dir / LEGACY_FLAG).exists() else None
     first = int(ROUTE_FILE.fullmatch(current[0]).group(1))
@@ -198,7 +217,7 @@ def has_route(route_dir: Path) -> bool:
 
 def _route_files(route_dir: Path) -> list[str]:
     try:
-        return sorted(path.name for path in route_dir.iterdir() if ROUTE_FILE.fullmatch(path.name))
+        return sorted(path.name for path in route_dir.iterdir() if SERVICE_ROUTE_FILE.fullmatch(path.name))
     except FileNotFoundError:
         return []
 

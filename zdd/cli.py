@@ -59,6 +59,14 @@ def cmd_status(server, args) -> int:
     if args.json:
         print(json.dumps({**live, "process_table": table} if live else {"app": args.app, "sha": None},
                          indent=2, sort_keys=True))
+    elif live and server.swarm:
+        print(f"{args.app}: {live['sha'][:12]} ({live['ref']}) live since {live['deployed_at']}")
+        print(f"  service {live['container']} -> {live['upstream']}, image {live['remote_image'][:70]}")
+        for name, row in table.items():
+            print(f"  {name}: {sum(c['status'] == 'running' for c in row['containers'])}/{row['wanted']} running"
+                  f" ({oneoff.shown(row['command'])})")
+            for task in row["containers"]:
+                print(f"    {task['name']:<32} {task['sha'][:12]:<12} {task['node']:<20} {task['status']}")
     elif live:
         print(f"{args.app}: {live['sha'][:12]} ({live['ref']}) live since {live['deployed_at']}")
         print(f"  container {live['container']} -> {live['upstream']}, image {live['image'][:60]}")
@@ -96,7 +104,7 @@ def cmd_init(root, args) -> int:
                      caddyfile=args.caddyfile, caddy_admin=args.caddy_admin,
                      caddy_bin=args.caddy_bin, templates=args.templates, hook_template=args.hook_template,
                      deploy_user=args.deploy_user, http_port=args.http_port, https_port=args.https_port,
-                     tls=args.tls)
+                     tls=args.tls, registry=args.registry)
     return 0
 
 
@@ -178,7 +186,7 @@ def cmd_destroy(server, args) -> int:
 def cmd_scale(server, args) -> int:
     client = engine.connect()
     if args.counts:
-        ops.scale(server, client, args.app, processes.parse_scale(args.counts), emit)
+        ops.scale(server, client, args.app, processes.parse_scale(args.counts, server.swarm), emit)
         return 0
     config.load_app(server, args.app)
     live = state.read_live(server.app_dir(args.app))
@@ -318,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--http-port", help="port of the shared HTTP site of host-named apps (default 80)")
     init.add_argument("--https-port", help="port of the shared HTTPS site of host-named apps (default 443)")
     init.add_argument("--tls", help="acme (certificates from a public CA, the default) or internal (Caddy's own CA)")
+    init.add_argument("--registry", help="Swarm mode: the cluster's registry, HOST:PORT (install.sh --swarm)")
     return parser
 
 

@@ -30,6 +30,12 @@ class Server:
     http_port: int = 80              # the shared sites of apps addressed by host name
     https_port: int = 443
     tls: str = "acme"                # or "internal": certificates from Caddy's own CA
+    runtime: str = "engine"          # or "swarm": each process a Swarm service (install.sh --swarm)
+    registry: str | None = None      # swarm: where the nodes pull images from, HOST:PORT
+
+    @property
+    def swarm(self) -> bool:
+        return self.runtime == "swarm"
 
     def repo_path(self, app: str) -> Path:
         return self.root / f"{app}.git"
@@ -80,6 +86,8 @@ def load_server(root: str | os.PathLike | None = None) -> Server:
         http_port=int(data.get("http_port", 80)),
         https_port=int(data.get("https_port", 443)),
         tls=data.get("tls", "acme"),
+        runtime=data.get("runtime", "engine"),
+        registry=data.get("registry"),
     )
 
 

@@ -9,8 +9,8 @@ import tempfile
 import time
 from typing import Callable
 
-from zdd import (appenv, caddy, config, drain, engine, generation, gitrepo, health, names, oneoff, processes,
-                 retention, routing, slots, state, storage)
+from zdd import (appenv, caddy, cluster, config, drain, engine, generation, gitrepo, health, names, oneoff,
+                 processes, retention, routing, slots, state, storage)
 from zdd.errors import BuildFailed, ContainerFailed, GitError, ZddError
 
 Emit = Callable[[str], None]
@@ -47,7 +47,7 @@ def deploy(server: config.Server, app: str, sha: str, ref: str, emit: Emit, clie
     app_dir = server.app_dir(app)
     client = client or engine.connect()
     with state.deploy_lock(app_dir, emit):
-        live = routing.reconcile(server, client, app, emit)
+        live = state.read_live(app_dir) if server.swarm else routing.reconcile(server, client, app, emit)
         deploy_id = secrets.token_hex(3)
         timer = StepTimer(emit)
         started_at = state.now_iso()
@@ -75,7 +75,7 @@ def _deploy_locked(server, settings, live, sha, ref, deploy_id, timer, client) -
     repo = gitrepo.open_repo(server.repo_path(app))
     with timer.step("config", f"Deploying {app} {sha[:12]} ({ref})"):
         repo_config = repo_config_at(repo, sha)
-        counts = _process_counts(repo_config, app_dir, timer.emit)
+        counts = _process_counts(repo_config, app_dir, timer.emit, server.swarm)
     deployed_before = any(entry["sha"] == sha for entry in state.read_history(app_dir))
     image, reused = _build_or_reuse(server, client, repo, app, sha, ref, timer, deployed_before)
     version = generation.Version(client, image, app, sha, ref, deploy_id, repo_config,
@@ -83,6 +83,8 @@ def _deploy_locked(server, settings, live, sha, ref, deploy_id, timer, client) -
     if repo_config.release:
         with timer.step("release", f"Running the release command ({oneoff.shown(repo_config.release)})"):
             oneoff.release(version, timer.emit)
+    if server.swarm:
+        return cluster.roll_out(server, settings, version, counts, live, timer) | {"image_reused": reused}
     old_workers = generation.of_generation(client, app, live and live.get("deploy_id"))
     web, slot, upstream, port = _start_and_switch(server, settings, live, version, counts, old_workers, timer)
     _retire(server, client, live, old_workers, repo_config, timer)
@@ -125,14 +127,13 @@ def _start_and_switch(server, settings, live, version, counts, old_workers, time
     return web, slot, upstream, port
 
 
-def _process_counts(repo_config, app_dir, emit: Emit) -> dict[str, int]:
+def _process_counts(repo_config, app_dir, emit: Emit, web_scales: bool) -> dict[str, int]:
     scale = processes.read_scale(app_dir)
     for name in processes.unknown_names(repo_config.processes, [n for n, c in scale.items() if c]):
         emit(f"    `zdd scale` set {name}={scale[name]}, but zdd.toml declares no process {name}: ignored")
-    counts = processes.desired(repo_config.processes, scale)
-    others = [f"{name}={count}" for name, count in counts.items() if name != processes.WEB]
-    if others:
-        emit(f"    processes: web=1 {' '.join(others)}")
+    counts = processes.desired(repo_config.processes, scale, web_scales)
+    if len(counts) > 1 or counts.get(processes.WEB) != 1:
+        emit(f"    processes: {' '.join(f'{name}={count}' for name, count in counts.items())}")
     return counts
 
 

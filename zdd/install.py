@@ -21,7 +21,7 @@ DEFAULT_ADMIN = "localhost:2019"
 
 def init_app(root, app: str, domain: str, port, branch: str, emit: Emit, *, keep_images=None, caddyfile=None,
              caddy_admin=None, caddy_bin=None, templates=None, hook_template=None, deploy_user=None,
-             http_port=None, https_port=None, tls=None) -> None:
+             http_port=None, https_port=None, tls=None, registry=None) -> None:
     root = Path(root)
     names.check_app_name(app)
     domain = names.check_site_address(domain)
@@ -33,9 +33,10 @@ def init_app(root, app: str, domain: str, port, branch: str, emit: Emit, *, keep
     listeners = {"http_port": names.check_port(http_port, "HTTP port") if http_port else None,
                  "https_port": names.check_port(https_port, "HTTPS port") if https_port else None,
                  "tls": caddy.check_tls_issuer(tls) if tls else None}
+    swarm = {"runtime": "swarm" if registry else None, "registry": names.check_registry(registry) if registry else None}
     _check_domain_free(root, app, domain)
 
-    settings = _merged_settings(root, caddyfile, caddy_admin, caddy_bin, templates, deploy_user, listeners)
+    settings = _merged_settings(root, caddyfile, caddy_admin, caddy_bin, templates, deploy_user, listeners | swarm)
     _check_port_not_shared(domain, settings)
     settings_changed = _write_if_changed(root / config.SETTINGS_FILE, settings, emit)
     app_dir = root / "apps" / app
@@ -45,8 +46,9 @@ def init_app(root, app: str, domain: str, port, branch: str, emit: Emit, *, keep
     keep_images = keep_images or current.get("keep_images", 5)
     wanted = {"domain": domain, "port": port, "branch": branch, "keep_images": keep_images}
     app_changed = _write_if_changed(app_file, wanted, emit)
-    if (settings_changed or app_changed) and routing.any_published(config.load_server(root)):
-        routing.refresh(config.load_server(root), emit)
+    server = config.load_server(root)
+    if server.swarm or (settings_changed or app_changed) and routing.any_published(server):
+        routing.refresh(server, emit)  # in Swarm mode, this also starts Caddy's container
     repo_path = root / f"{app}.git"
     if not (repo_path / "HEAD").exists():
         git.Repo.init(repo_path, bare=True, initial_branch=branch)
@@ -79,7 +81,8 @@ def _merged_settings(root: Path, caddyfile, caddy_admin, caddy_bin, templates, d
     given = {"caddyfile": caddyfile, "caddy_admin": caddy_admin, "caddy_bin": caddy_bin, "templates": templates,
              "deploy_user": deploy_user, **listeners}
     defaults = {"caddyfile": DEFAULT_CADDYFILE, "caddy_admin": DEFAULT_ADMIN, "caddy_bin": "caddy", "templates": None,
-                "deploy_user": None, "http_port": 80, "https_port": 443, "tls": "acme"}
+                "deploy_user": None, "http_port": 80, "https_port": 443, "tls": "acme", "runtime": "engine",
+                "registry": None}
     # settings the operator added by hand (min_free_mb, ...) stay
     return {**current, **{key: given[key] or current.get(key) or defaults[key] for key in given}}
 

@@ -16,6 +16,7 @@ SITE_ADDRESS = re.compile(rf"(?:https?://)?(?:{_HOST})?(?::(?P<port>[0-9]{{1,5}}
 HEALTH_PATH = re.compile(r"/[A-Za-z0-9._~/%?=&+-]*")
 BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}")
 SHA = re.compile(r"[0-9a-f]{40}")
+REGISTRY = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?:[0-9]{1,5}")
 
 
 def check_app_name(name: str) -> str:
@@ -75,6 +76,12 @@ def check_health_path(path: str) -> str:
             "(letters, digits and ._~/%?=&+- only)"
         )
     return path
+
+
+def check_registry(address: str) -> str:
+    if not REGISTRY.fullmatch(address or "") or not 0 < int(address.rsplit(":", 1)[1]) < 65536:
+        raise InvalidInput(f"invalid registry address {address!r}: use HOST:PORT, e.g. 10.0.0.1:5000")
+    return address
 
 
 def check_branch(branch: str) -> str:

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from zdd import appenv, config, deploy, engine, generation, gitrepo, processes, retention, routing, state, storage
+from zdd import (appenv, cluster, config, deploy, engine, generation, gitrepo, processes, retention, routing,
+                 state, storage)
 from zdd.errors import InvalidInput, ZddError
 
 Emit = Callable[[str], None]
@@ -21,13 +22,23 @@ def overview(server: config.Server, client) -> list[dict]:
         row = {"app": app, "domain": config.load_app(server, app).domain, "sha": None, "ref": None,
                "age_seconds": None, "upstream": None, "health": "not deployed"}
         if live:
-            container = engine.get_container(client, live.get("container_id"))
             row.update(sha=live["sha"], ref=live["ref"], upstream=live["upstream"],
-                       age_seconds=int(time.time() - retention.epoch(live["deployed_at"])),
-                       health=_health_word(container))
-        row["processes"] = _running_counts(client, app, live)
+                       age_seconds=int(time.time() - retention.epoch(live["deployed_at"])))
+        if live and server.swarm:
+            table = process_table(server, client, app, live)
+            row["processes"] = {name: _running(r) for name, r in table.items()}
+            web = table.get(processes.WEB)
+            row["health"] = f"{_running(web)}/{web['wanted']} running" if web else "no web"
+        else:
+            if live:
+                row["health"] = _health_word(engine.get_container(client, live.get("container_id")))
+            row["processes"] = _running_counts(client, app, live)
         rows.append(row)
     return rows
+
+
+def _running(row: dict) -> int:
+    return sum(1 for c in row["containers"] if c["status"] == "running")
 
 
 def _running_counts(client, app: str, live: dict | None) -> dict[str, int]:
@@ -44,7 +55,9 @@ def process_table(server: config.Server, client, app: str, live: dict | None) ->
     if not live:
         return {}
     declared = _declared(live)
-    wanted = processes.desired(declared, processes.read_scale(server.app_dir(app)))
+    wanted = processes.desired(declared, processes.read_scale(server.app_dir(app)), server.swarm)
+    if server.swarm:
+        return cluster.process_rows(client, app, live, wanted)
     group = generation.of_generation(client, app, live.get("deploy_id"))
     web = engine.get_container(client, live.get("container_id"))
     group[processes.WEB] = [web] if web else []
@@ -73,15 +86,19 @@ def scale(server: config.Server, client, app: str, counts: dict[str, int], emit:
     config.load_app(server, app)
     app_dir = server.app_dir(app)
     with state.deploy_lock(app_dir, emit):
-        live = routing.reconcile(server, client, app, emit)
+        live = state.read_live(app_dir) if server.swarm else routing.reconcile(server, client, app, emit)
         declared = {p.name: p for p in _declared(live)} if live else None
         unknown = sorted(set(counts) - set(declared)) if declared is not None else []
         if unknown:
             raise InvalidInput(f"{app} has no process {unknown[0]!r}: its zdd.toml declares "
                                f"{', '.join(sorted(declared))}")
-        merged = processes.write_scale(app_dir, counts)
+        merged = processes.write_scale(app_dir, counts, server.swarm)
         if live is None:
             emit(f"saved: {app} starts with these counts at its first deploy")
+            return merged
+        if server.swarm:
+            for name, count in counts.items():
+                cluster.scale(client, app, name, count, emit)
             return merged
         repo_config = deploy.repo_config_at(gitrepo.open_repo(server.repo_path(app)), live["sha"])
         for name, count in counts.items():
@@ -155,6 +172,8 @@ def checked_live(server: config.Server, client, app: str, emit: Emit) -> dict | 
     """The live record, after repairing what an interrupted deploy left, unless a deploy runs."""
     config.load_app(server, app)
     app_dir = server.app_dir(app)
+    if server.swarm:
+        return state.read_live(app_dir)  # Swarm keeps the services as they should be
     with state.lock_if_free(app_dir) as free:
         if free:
             return routing.reconcile(server, client, app, emit)
@@ -164,13 +183,7 @@ def checked_live(server: config.Server, client, app: str, emit: Emit) -> dict | 
 
 def process_containers(server: config.Server, client, app: str, process: str) -> list:
     """The live version's containers of ``process`` (web: the one that serves)."""
-    config.load_app(server, app)
-    live = state.read_live(server.app_dir(app))
-    if live is None:
-        raise ZddError(f"{app} has nothing live: deploy it first")
-    declared = live.get("processes") or {processes.WEB: {}}
-    if process not in declared:
-        raise InvalidInput(f"{app} has no process {process!r} (it has: {', '.join(sorted(declared))})")
+    live = _declared_process(server, app, process)
     if process == processes.WEB:
         found = [engine.get_container(client, live.get("container_id"))]
     else:
@@ -181,9 +194,25 @@ def process_containers(server: config.Server, client, app: str, process: str) ->
     return found
 
 
+def _declared_process(server: config.Server, app: str, process: str) -> dict:
+    """The live record, once ``process`` is known to be one of its processes."""
+    config.load_app(server, app)
+    live = state.read_live(server.app_dir(app))
+    if live is None:
+        raise ZddError(f"{app} has nothing live: deploy it first")
+    declared = live.get("processes") or {processes.WEB: {}}
+    if process not in declared:
+        raise InvalidInput(f"{app} has no process {process!r} (it has: {', '.join(sorted(declared))})")
+    return live
+
+
 def logs(server: config.Server, client, app: str, follow: bool, tail: int,
          process: str = processes.WEB) -> Iterator[str]:
     """The log of the process's containers; with several, each line says which one wrote it."""
+    if server.swarm:
+        _declared_process(server, app, process)
+        yield from cluster.logs(client, app, process, follow, tail)
+        return
     containers = process_containers(server, client, app, process)
     if len(containers) == 1:
         for chunk in containers[0].logs(stream=True, follow=follow, tail=tail):
@@ -226,6 +255,8 @@ def destroy(server: config.Server, client, app: str, emit: Emit, with_storage: b
     app_dir = server.app_dir(app)
     with state.deploy_lock(app_dir, emit):
         routing.refresh(server, emit, leaving=app)
+        if server.swarm:
+            cluster.destroy(client, app, emit)
         for container in engine.app_containers(client, app):
             engine.remove(container)
             emit(f"removed container {container.name}")

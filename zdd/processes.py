@@ -127,8 +127,9 @@ def read_scale(app_dir: Path) -> dict[str, int]:
         return {}
 
 
-def parse_scale(items: list[str]) -> dict[str, int]:
-    """``["worker=3", "clock=0"]`` -> counts; refuses web other than 1, and bad numbers."""
+def parse_scale(items: list[str], web_scales: bool = False) -> dict[str, int]:
+    """``["worker=3", "clock=0"]`` -> counts; refuses bad numbers, and web other than 1
+    unless ``web_scales`` (Swarm mode)."""
     counts = {}
     for item in items:
         name, sep, count = item.partition("=")
@@ -137,23 +138,27 @@ def parse_scale(items: list[str]) -> dict[str, int]:
         check_name(name)
         if not re.fullmatch(r"[0-9]{1,3}", count) or int(count) > MAX_COUNT:
             raise InvalidInput(f"invalid count {count!r} for {name}: use a whole number from 0 to {MAX_COUNT}")
-        if name == WEB and int(count) != 1:
+        if name == WEB and int(count) != 1 and not web_scales:
             raise InvalidInput("web runs as one container per server (zdd switches it with no downtime): "
-                               "scale the other processes")
+                               "scale the other processes, or spread web over a swarm (install.sh --swarm)")
+        if name == WEB and int(count) == 0:
+            raise InvalidInput("web cannot be scaled to 0: `zdd destroy` removes an app")
         counts[name] = int(count)
     return counts
 
 
-def write_scale(app_dir: Path, counts: dict[str, int]) -> dict[str, int]:
+def write_scale(app_dir: Path, counts: dict[str, int], web_scales: bool = False) -> dict[str, int]:
     merged = {**read_scale(app_dir), **counts}
-    merged.pop(WEB, None)
+    if not web_scales:
+        merged.pop(WEB, None)
     write_json_atomic(app_dir / SCALE_FILE, merged)
     return merged
 
 
-def desired(processes, scale: dict[str, int]) -> dict[str, int]:
-    """How many containers of each declared process to run: web 1, others 1 unless scaled."""
-    return {p.name: 1 if p.name == WEB else scale.get(p.name, 1) for p in processes}
+def desired(processes, scale: dict[str, int], web_scales: bool = False) -> dict[str, int]:
+    """How many containers of each declared process to run: 1 unless scaled (web: always 1
+    unless ``web_scales``)."""
+    return {p.name: 1 if p.name == WEB and not web_scales else scale.get(p.name, 1) for p in processes}
 
 
 def unknown_names(processes, names) -> list[str]:

@@ -3,7 +3,7 @@ link or Caddyfile site, and putting things right after an interrupted deploy."""
 
 from typing import Callable
 
-from zdd import caddy, config, names, recover, slots, state
+from zdd import caddy, config, engine, names, proxy, recover, slots, state
 
 Emit = Callable[[str], None]
 
@@ -11,6 +11,7 @@ CADDYFILE_OUTCOMES = {
     "reloaded": "    Caddyfile changed: validated and reloaded",
     "took over": "    Caddyfile written by zdd from now on (the one found is kept as {path}.before-zdd): reloaded",
     "kept hand edit": "    Caddyfile was edited by hand: left as it is (zdd had nothing new to write)",
+    "started": f"    Caddy's container {proxy.CONTAINER} started, on the overlay network {proxy.NETWORK}",
 }
 
 
@@ -28,14 +29,31 @@ def refresh(server, emit: Emit, including: str | None = None, leaving: str | Non
             if current.get((scheme, host)) != route:
                 caddy.link_host(server.hosts_dir(), scheme, host, route)
         text = caddy.render(server.template_dir(), server.caddy_admin, sites, server.include_glob(),
-                            caddy.SharedSites(str(server.hosts_dir()), server.http_port, server.https_port, server.tls))
-        outcome = caddy.apply(server.caddy_bin, server.caddyfile, server.caddy_admin, text, force)
+                            caddy.SharedSites(str(server.hosts_dir()), server.http_port, server.https_port, server.tls),
+                            swarm=server.swarm)
+        if server.swarm:
+            outcome = _apply_in_container(server, text, force)
+        else:
+            outcome = caddy.apply(server.caddy_bin, server.caddyfile, server.caddy_admin, text, force)
         for scheme, host in current.keys() - links.keys():  # only once a site that replaces a link is loaded
             caddy.unlink_host(server.hosts_dir(), scheme, host)
         if including:
             _mark_published(server, including)
     if outcome in CADDYFILE_OUTCOMES:
         emit(CADDYFILE_OUTCOMES[outcome].format(path=server.caddyfile))
+    return outcome
+
+
+def _apply_in_container(server, text: str, force: bool) -> str:
+    """Swarm mode: the same checks and writes, but Caddy runs in its container; started
+    with the new file if it does not run yet."""
+    client = engine.connect()
+    running = proxy.is_running(client)
+    outcome = caddy.apply(server.caddy_bin, server.caddyfile, server.caddy_admin, text, force,
+                          reload=(lambda path: proxy.reload(client, path)) if running else (lambda path: None))
+    mounted = [server.root, server.caddyfile.parent]
+    if proxy.ensure(client, server.caddy_bin, server.caddyfile, mounted, (server.http_port, server.https_port)):
+        return "started"
     return outcome
 
 
@@ -58,6 +76,11 @@ def route_dir(server, app: str):
 
 def route_to(server, app: str, slot: str) -> None:
     caddy.route_to(route_dir(server, app), slot_ports(server, app), slot)
+
+
+def route_to_service(server, app: str, port: int) -> None:
+    slot_ports(server, app)  # unused in Swarm mode, but what marks an app as set up to serve
+    caddy.route_to_service(route_dir(server, app), app, port)
 
 
 def slot_ports(server, app: str) -> dict[str, int]:

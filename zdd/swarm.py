@@ -67,13 +67,29 @@ def push(client, image: str, registry: str) -> str:
     return remote
 
 
-def deploy(client, name: str, image: str, rollout: Rollout, network: str, labels: dict, env: dict) -> Change:
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What each task of a service runs, beside its image."""
+    env: dict
+    command: tuple | None = None
+    healthcheck: dict | None = None   # the SDK's Healthcheck fields; None: the image's own
+    mounts: tuple = ()                # docker.types.Mount
+    constraints: tuple = ()           # e.g. node.role==manager
+    stop_grace: float = 10.0
+
+
+def deploy(client, name: str, image: str, rollout: Rollout, network: str, labels: dict, task: Task) -> Change:
     """Create the service, or start rolling it to ``image``."""
     order = "start-first" if rollout.overlap else "stop-first"
     update = docker.types.UpdateConfig(parallelism=1, order=order, failure_action="rollback",
                                        monitor=int(rollout.monitor * NANOSECONDS), max_failure_ratio=0)
     rollback = docker.types.RollbackConfig(parallelism=1, order=order, monitor=int(rollout.monitor * NANOSECONDS))
-    settings = dict(image=image, labels=labels, container_labels=labels, env=[f"{k}={v}" for k, v in env.items()],
+    settings = dict(image=image, labels=labels, container_labels=labels,
+                    env=[f"{k}={v}" for k, v in task.env.items()],
+                    command=list(task.command) if task.command else None,
+                    healthcheck=docker.types.Healthcheck(**task.healthcheck) if task.healthcheck else None,
+                    mounts=list(task.mounts), constraints=list(task.constraints),
+                    stop_grace_period=int(task.stop_grace * NANOSECONDS),
                     mode=docker.types.ServiceMode("replicated", replicas=rollout.replicas),
                     update_config=update, rollback_config=rollback)
     existing = find(client, name)
@@ -89,6 +105,13 @@ def deploy(client, name: str, image: str, rollout: Rollout, network: str, labels
     return Change(name, image, created=False, previous_update=previous)
 
 
+def deploy_image(client, service, image: str) -> Change:
+    """Roll an existing service to ``image``, keeping the rest of its spec."""
+    previous = (service.attrs.get("UpdateStatus") or {}).get("StartedAt")
+    service.update(image=image, fetch_current_spec=True)
+    return Change(service.name, image, created=False, previous_update=previous)
+
+
 def find(client, name: str):
     try:
         return client.services.get(name)
@@ -98,7 +121,8 @@ def find(client, name: str):
 
 def wait(client, change: Change, timeout: float, emit: Emit, poll: float = 0.5) -> str:
     """Follow a rollout until it ends; say each task's changes as they happen. Returns
-    "converged" or "rolled back" (Swarm rolled back by itself: the old version serves)."""
+    "converged", "rolled back" (Swarm rolled back by itself: the old version serves), or
+    for a new service "failed to start" (its tasks failed twice each on average)."""
     name = change.service
     deadline = time.monotonic() + timeout
     seen: dict[str, str] | None = None  # task id -> its line; what is there at the start goes unsaid
@@ -132,7 +156,10 @@ def _outcome(service, change: Change, found: list[dict]) -> str | None:
         return FINAL.get(status.get("State"))
     wanted = service.attrs["Spec"]["Mode"]["Replicated"]["Replicas"]
     running = [t for t in found if t["desired"] == "running" and t["state"] == "running"]
-    return "converged" if len(running) == wanted else None
+    if len(running) == wanted:
+        return "converged"
+    failed = [t for t in found if t["state"] in ("failed", "rejected")]
+    return "failed to start" if len(failed) >= 2 * wanted else None  # Swarm would retry forever
 
 
 def tasks(service, hostnames: dict | None = None) -> list[dict]:

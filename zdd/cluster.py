@@ -1,0 +1,187 @@
+"""The Swarm runtime: an app's processes as Swarm services, rolled by Swarm itself.
+
+A deploy pushes the image to the cluster's registry, then rolls each process's service to
+it, web first: one task at a time, the new one first (stop-first for overlap = false),
+each gated by its health check; Swarm rolls a process back by itself if a new task fails.
+Caddy's container proxies to the web service's healthy tasks, so there is no switch.
+"""
+
+import dataclasses
+import shlex
+from typing import Callable
+
+import docker.errors
+
+from zdd import caddy, config, engine, names, processes, proxy, routing, state, swarm
+from zdd.errors import ContainerFailed
+
+Emit = Callable[[str], None]
+SERVICE_LABEL = "zdd.service-of"   # not zdd.app: the single-server clean-up must never touch a task
+
+
+@dataclasses.dataclass(frozen=True)
+class Web:
+    """What stands for the web container in the live record: its service."""
+    name: str
+    id: str | None = None
+
+
+def roll_out(server: config.Server, settings, version, counts: dict[str, int], live: dict | None, timer) -> dict:
+    """Roll every process of ``version`` over the swarm; return the live record."""
+    client, app, repo_config = version.client, version.app, version.config
+    port, source = config.choose_port(settings, repo_config, engine.exposed_ports(version.image))
+    with timer.step("push", f"Pushing the image to the cluster's registry {server.registry}"):
+        image = swarm.push(client, names.image_tag(app, version.sha), server.registry)
+    ordered = sorted(repo_config.processes, key=lambda p: p.name != processes.WEB)
+    rolled = []
+    try:
+        for process in ordered:
+            if _roll_process(server, version, process, counts, image, port, timer):
+                rolled.append(process.name)
+    except Exception:
+        if rolled:
+            _undo(version, live, rolled, timer)
+        raise
+    _remove_undeclared(client, app, {p.name for p in repo_config.processes if counts[p.name]}, timer.emit)
+    with timer.step("switch", None):
+        _publish(server, settings, port, timer.emit)
+    web = Web(swarm.service_name(app, processes.WEB))
+    return state.live_record(app, version.sha, version.ref, names.image_tag(app, version.sha), web, None,
+                             f"tasks.{web.name}:{port}", port, version.deploy_id, None,
+                             {p.name: p.as_dict() for p in repo_config.processes}) | {"remote_image": image}
+
+
+def _roll_process(server, version, process, counts, image: str, port: int, timer) -> bool:
+    """Roll one process's service to ``image``; False if it is scaled to 0 (its service goes)."""
+    client, app = version.client, version.app
+    name = swarm.service_name(app, process.name)
+    count = counts[process.name]
+    if not count:
+        swarm.remove(client, name)
+        return False
+    order = "the new task first" if process.overlap else "the old task stops first"
+    with timer.step("rollout" if process.name == processes.WEB else f"rollout-{process.name}",
+                    f"Rolling {process.name} to {version.sha[:12]}: {count} task(s), one at a time, {order}"):
+        task = _task(server, version, process, port, timer.emit)
+        labels = {SERVICE_LABEL: app, "zdd.process": process.name, "zdd.sha": version.sha, "zdd.ref": version.ref,
+                  "zdd.deploy": version.deploy_id}
+        change = swarm.deploy(client, name, image, swarm.Rollout(count, process.overlap), proxy.NETWORK, labels, task)
+        outcome = swarm.wait(client, change, _timeout(version.config, count), timer.emit)
+        if outcome != "converged":
+            for line in swarm.failed_task_logs(client, change):
+                timer.emit(f"    {line}")
+            if change.created:
+                swarm.remove(client, name)
+            raise ContainerFailed(f"{name} did not get healthy on the swarm ({outcome}): the previous version "
+                                  "still serves; the failed tasks' last lines are above")
+    return True
+
+
+def _task(server, version, process, port: int, emit: Emit) -> swarm.Task:
+    env = dict(version.env)
+    healthcheck = None
+    if process.name == processes.WEB:
+        env["PORT"] = str(port)
+        if not engine.health_command(version.image):
+            healthcheck = _http_healthcheck(port, version.config)
+            emit(f"    the image has no HEALTHCHECK: each task must answer GET {version.config.health_path} on "
+                 f"port {port} (through wget or curl in the image)")
+    elif not process.healthcheck:
+        healthcheck = {"test": ["NONE"]}
+    constraints = ()
+    if version.mounts:
+        constraints = ("node.role==manager",)
+        emit("    the app has storage, which lives on the manager: its tasks run there")
+    return swarm.Task(env, process.command, healthcheck, tuple(engine.docker_mounts(version.mounts)), constraints,
+                      version.config.stop_timeout)
+
+
+def _http_healthcheck(port: int, repo_config) -> dict:
+    url = shlex.quote(f"http://127.0.0.1:{port}{repo_config.health_path}")
+    probe = f"wget -q -O /dev/null {url} || curl -fsS -o /dev/null {url}"
+    second = 1_000_000_000
+    return {"test": ["CMD-SHELL", probe], "interval": int(repo_config.health_interval * second),
+            "timeout": 5 * second, "retries": 3, "start_period": int(repo_config.health_timeout * second)}
+
+
+def _timeout(repo_config, count: int) -> float:
+    return count * (repo_config.health_timeout + 30) + 60
+
+
+def _undo(version, live: dict | None, rolled: list[str], timer) -> None:
+    """A later process failed after earlier ones rolled: give those the live version again,
+    or remove them if there is none (a first deploy leaves nothing behind)."""
+    previous = live and live.get("remote_image")
+    message = f"Rolling {', '.join(rolled)} back to {live['sha'][:12]}" if previous else \
+        f"Removing the service(s) of {', '.join(rolled)}: nothing was live before"
+    with timer.step("undo", message):
+        for name in rolled:
+            service = swarm.find(version.client, swarm.service_name(version.app, name))
+            if service is None:
+                continue
+            if not previous:
+                service.remove()
+                continue
+            change = swarm.deploy_image(version.client, service, previous)
+            outcome = swarm.wait(version.client, change, _timeout(version.config, 3), timer.emit)
+            timer.emit(f"    {name}: {outcome}")
+
+
+def _remove_undeclared(client, app: str, wanted: set[str], emit: Emit) -> None:
+    for service in client.services.list(filters={"label": f"{SERVICE_LABEL}={app}"}):
+        if service.attrs["Spec"]["Labels"].get("zdd.process") not in wanted:
+            service.remove()
+            emit(f"    removed the service {service.name}: its process is no longer declared or is scaled to 0")
+
+
+def _publish(server, settings, port: int, emit: Emit) -> None:
+    """Point the app's route file at its web service (the first deploy also links its host)."""
+    if not caddy.has_route(routing.route_dir(server, settings.name)):
+        routing.route_to_service(server, settings.name, port)
+    routing.refresh(server, emit, including=settings.name)
+    routing.route_to_service(server, settings.name, port)
+
+
+def services(client, app: str) -> list:
+    return client.services.list(filters={"label": f"{SERVICE_LABEL}={app}"})
+
+
+def process_rows(client, app: str, live: dict, wanted: dict[str, int]) -> dict[str, dict]:
+    """Each declared process: its command, the count wanted, and each task with node and state."""
+    rows = {}
+    hostnames: dict = {}
+    for name, spec in sorted((live.get("processes") or {processes.WEB: {}}).items()):
+        service = swarm.find(client, swarm.service_name(app, name))
+        tasks = [t for t in swarm.tasks(service, hostnames) if t["desired"] == "running"] if service else []
+        rows[name] = {"command": spec.get("command"), "overlap": spec.get("overlap", True),
+                      "wanted": wanted.get(name, 1), "containers": [
+                          {"name": f"{swarm.service_name(app, name)}.{t['slot']}", "node": t["node"],
+                           "status": t["state"], "health": None, "sha": t["image"].rsplit(":", 1)[-1]}
+                          for t in sorted(tasks, key=lambda t: t["slot"] or 0)]}
+    return rows
+
+
+def scale(client, app: str, process: str, count: int, emit: Emit) -> None:
+    service = swarm.find(client, swarm.service_name(app, process))
+    if service is None:
+        emit(f"{process}: no service yet: it starts with {count} task(s) at the next deploy")
+        return
+    service.scale(count)
+    emit(f"{process}: {count} task(s) wanted: Swarm starts or stops them now")
+
+
+def logs(client, app: str, process: str, follow: bool, tail: int):
+    service = swarm.find(client, swarm.service_name(app, process))
+    if service is None:
+        raise ContainerFailed(f"{app} has no {process} service running")
+    for chunk in service.logs(stdout=True, stderr=True, follow=follow, tail=tail, timestamps=False):
+        yield chunk.decode("utf-8", "replace")
+
+
+def destroy(client, app: str, emit: Emit) -> None:
+    for service in services(client, app):
+        try:
+            service.remove()
+            emit(f"removed service {service.name}")
+        except docker.errors.NotFound:
+            pass
