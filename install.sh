@@ -139,7 +139,13 @@ fingerprint=$(cd "$SRC" && cat setup.cfg pyproject.toml zdd/*.py | sha256sum | c
 if [ "$(cat "$VENV/.zdd-source" 2>/dev/null)" != "$fingerprint" ]; then
   echo "installing zdd into $VENV"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "$SRC"
+  # from a copy: pip builds in the source folder, and two installs at once would collide there
+  stage=$(mktemp -d)
+  mkdir "$stage/zdd"
+  cp "$SRC/setup.cfg" "$SRC/pyproject.toml" "$SRC/README.md" "$stage/"
+  cp "$SRC"/zdd/*.py "$stage/zdd/"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "$stage" || { rm -rf "$stage"; exit 1; }
+  rm -rf "$stage"
   echo "$fingerprint" > "$VENV/.zdd-source"
 fi
 

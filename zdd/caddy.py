@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 import jinja2
 
@@ -132,7 +133,12 @@ def _load(caddy_bin: str, caddyfile: Path, reload, text: str) -> None:
 
 
 def validate(caddy_bin: str, path: Path) -> None:
-    _run_caddy(caddy_bin, ["validate", "--config", str(path), "--adapter", "caddyfile"], "rejected the config")
+    """Validating provisions the config's modules, so `tls internal` makes a CA: in a throwaway
+    folder, not in Caddy's own storage nor (with no HOME) in the current folder."""
+    with tempfile.TemporaryDirectory(prefix="zdd-validate-") as scratch:
+        env = {**os.environ, "HOME": scratch, "XDG_DATA_HOME": scratch, "XDG_CONFIG_HOME": scratch}
+        _run_caddy(caddy_bin, ["validate", "--config", str(path), "--adapter", "caddyfile"], "rejected the config",
+                   env)
 
 
 def reload_at(caddy_bin: str, admin: str, path: Path) -> None:
@@ -159,9 +165,9 @@ def _write_synced(path: Path, text: str) -> None:
     path.chmod(0o644)
 
 
-def _run_caddy(caddy_bin: str, args: list[str], failure: str) -> None:
+def _run_caddy(caddy_bin: str, args: list[str], failure: str, env: dict | None = None) -> None:
     try:
-        done = subprocess.run([caddy_bin, *args], capture_output=True, text=True, timeout=120)
+        done = subprocess.run([caddy_bin, *args], capture_output=True, text=True, timeout=120, env=env)
     except FileNotFoundError:
         raise CaddyError(f"Caddy is not installed at {caddy_bin!r}: install it or re-run install.sh") from None
     except subprocess.TimeoutExpired:
