@@ -23,12 +23,13 @@ import lab
 import report
 import testapp
 import timeline
-from cases import VERSIONS, Blog, Naive, Neighbours, Steady, ZddApp, ZddPush, ZddRollback
+from cases import VERSIONS, Blog, Naive, Neighbours, Steady, SwarmPush, SwarmRefused, ZddApp, ZddPush, ZddRollback
 from measure import measure, switch_marks
 
 BENCH = Path(__file__).resolve().parent
 CASE_NAMES = ("steady", "naive", "blog", "zdd", "zdd-rollback", "zdd-ignore-term", "blog-ignore-term",
-              "neighbours", "neighbours-own-ports")
+              "neighbours", "neighbours-own-ports", "swarm", "swarm-failing")
+SWARM_REPLICAS = 3
 IMAGE = f"{lab.PREFIX}-prebuilt"
 
 
@@ -38,8 +39,9 @@ class Env:
 
     def __init__(self, folder: Path, client: docker.DockerClient, start_delay: float):
         self.folder, self.docker, self.start_delay = folder, client, start_delay
-        self.processes: list[lab.Caddy] = []
+        self.processes: list = []  # what close() stops: Caddy servers, zdd servers
         self._zdd = None
+        self._swarm = None
 
     def zdd_server(self) -> lab.ZddServer:
         if self._zdd is None:
@@ -48,8 +50,16 @@ class Env:
             self.processes.append(self._zdd.caddy)
         return self._zdd
 
-    def wait_serving(self, site: str, body: str, host: str | None = None) -> None:
-        if not lab.wait_for(lambda: lab.http_get(site + "/", host=host) == (200, body), timeout=60):
+    def swarm_server(self) -> lab.SwarmZddServer:
+        """A zdd server in Swarm mode, on a three-node lab swarm brought up for it."""
+        if self._swarm is None:
+            self._swarm = lab.SwarmZddServer(self.folder / "swarm")
+            self.processes.append(self._swarm)
+        return self._swarm
+
+    def wait_serving(self, site: str, body: str, host: str | None = None, server=None) -> None:
+        get = server.http_get if server else lab.http_get
+        if not lab.wait_for(lambda: get(site + "/", host=host) == (200, body), timeout=60):
             raise RuntimeError(f"{site} does not serve {body!r}" + (f" for {host}" if host else ""))
 
     def close(self) -> None:
@@ -82,6 +92,11 @@ def make_cases(env: Env, names: list[str], images: dict) -> dict:
         apps.setdefault(key, ZddApp(env, key, ignore_term))
         return apps[key]
 
+    def swarm_app() -> ZddApp:
+        apps.setdefault("bench-swarm", ZddApp(env, "bench-swarm", False, host="bench-swarm.test",
+                                              replicas=SWARM_REPLICAS))
+        return apps["bench-swarm"]
+
     def host_app() -> ZddApp:  # the app whose clients the neighbours cases measure
         apps.setdefault("bench-host", ZddApp(env, "bench-host", False, host="bench-host.test"))
         return apps["bench-host"]
@@ -96,6 +111,8 @@ def make_cases(env: Env, names: list[str], images: dict) -> dict:
         "blog-ignore-term": lambda: Blog(env, images["ignores"], "-noterm"),
         "neighbours": lambda: Neighbours(host_app(), own_port=False),
         "neighbours-own-ports": lambda: Neighbours(host_app(), own_port=True),
+        "swarm": lambda: SwarmPush(swarm_app()),
+        "swarm-failing": lambda: SwarmRefused(swarm_app()),
     }
     return {name: makers[name]() for name in names}
 
@@ -107,7 +124,7 @@ def run_deploys(cases: dict, args) -> dict[str, list[dict]]:
         for name, case in cases.items():
             body, action = case.next_deploy()
             figures = measure(case.site, action, body, args.clients, args.long_clients, args.pause,
-                              getattr(case, "host", None))
+                              getattr(case, "host", None), getattr(case, "netns", None))
             figures.update(case.details(), case=name, repeat=repeat, to=body)
             if "zdd_steps" in figures:
                 figures.update(zdd_figures(figures))
@@ -119,8 +136,12 @@ def run_deploys(cases: dict, args) -> dict[str, list[dict]]:
 
 def zdd_figures(f: dict) -> dict:
     """zdd's overhead: push-to-serving minus what the app and the engine take (build, start,
-    health); and when, from the push, zdd's first line and its switch line reached the pusher."""
+    health); and when, from the push, zdd's first line and its switch line reached the pusher.
+    In Swarm mode, the rollout's length instead, and its start as the switch."""
     steps, timeline = f["zdd_steps"], f["push_timeline"]
+    if "rollout" in steps:
+        return {"swarm_rollout_s": steps["rollout"], "zdd_first_line_s": timeline[0][0],
+                "zdd_switch_line_s": next(t for t, text in timeline if text.startswith("Rolling web"))}
     return {
         "zdd_overhead_s": round(f["push_to_serving_s"] - steps["build"] - steps["start"] - steps["health"], 3),
         "zdd_first_line_s": timeline[0][0],
@@ -137,6 +158,8 @@ def progress(f: dict) -> str:
         line += f"  serving {f['push_to_serving_s']:.2f}s"
     if "zdd_overhead_s" in f:
         line += f"  overhead {f['zdd_overhead_s']:.2f}s"
+    if "swarm_rollout_s" in f:
+        line += f"  rollout {f['swarm_rollout_s']:.2f}s"
     if "caddy_reloads" in f:
         line += f"  Caddy reloads {f['caddy_reloads']}"
     return line

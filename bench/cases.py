@@ -82,27 +82,34 @@ class Blog(Baseline):
 
 class ZddApp:
     """One app on the zdd server and its working copy; shared by the cases that push to it.
-    Addressed by a port of its own, or by ``host`` on the server's shared HTTP site."""
+    Addressed by a port of its own, or by ``host`` on the server's shared HTTP site. With
+    ``replicas``, on the zdd server in Swarm mode instead, its web scaled to that many."""
 
-    def __init__(self, env, app: str, ignore_term: bool, host: str | None = None):
-        self.env, self.app, self.host = env, app, host
+    def __init__(self, env, app: str, ignore_term: bool, host: str | None = None, replicas: int | None = None):
+        self.env, self.app, self.host, self.replicas = env, app, host, replicas
         self.site = None if host else f"http://127.0.0.1:{lab.free_port()}"
         self.copy = None
         self.ignore_term = ignore_term
         self.deployed: list[tuple[str, str]] = []  # (sha, body) in the order they went live
 
+    @property
+    def server(self) -> lab.ZddServer:
+        return self.env.swarm_server() if self.replicas else self.env.zdd_server()
+
     def setup(self) -> None:
         if self.copy:
             return
-        server = self.env.zdd_server()
+        server = self.server
         if self.host:
             self.site = f"http://127.0.0.1:{server.http_port}"
         server.install(self.app, f"http://{self.host}" if self.host else self.site)
+        if self.replicas:
+            server.zdd("scale", self.app, f"web={self.replicas}")
         self.copy = lab.WorkingCopy(self.env.folder / f"work-{self.app}", server.repo(self.app),
                                     self.env.start_delay, self.ignore_term)
         for body in VERSIONS:  # the first deploy reloads Caddy; the second shows a routine one
             self.push_commit(body)
-        self.env.wait_serving(self.site, VERSIONS[1], self.host)
+        self.env.wait_serving(self.site, VERSIONS[1], self.host, server)
 
     @property
     def live(self) -> str:
@@ -117,6 +124,15 @@ class ZddApp:
         self.copy.git("tag", tag, sha)
         return self._push(sha, body, tag)
 
+    def push_failing(self, body: str) -> dict:
+        """Push a version of ``body`` that never gets healthy: zdd must refuse it."""
+        sha = self.copy.commit(body, healthy=False)
+        status, lines = self.copy.push("main")
+        output = "\n".join(text for _, text in lines)
+        if "is live at" in output or "did not get healthy" not in output:
+            raise RuntimeError(f"the push of a version that never gets healthy was not refused:\n{output}")
+        return {**_timeline(lines), "push_to_serving_s": None, "refused": sha}
+
     def _push(self, sha: str, body: str, refspec: str) -> dict:
         """Push; return when each of zdd's `==>` lines reached the pusher, and whether Caddy reloaded."""
         status, lines = self.copy.push(refspec)
@@ -124,16 +140,19 @@ class ZddApp:
         if status != 0 or "is live at" not in output:
             raise RuntimeError(f"git push {refspec} did not deploy:\n{output}")
         self.deployed.append((sha, body))
-        return {"caddy_reloaded": "Caddyfile changed" in output,
-                "push_timeline": [(t, text.removeprefix("remote: ==> ")) for t, text in lines
-                                  if text.startswith("remote: ==> ")]}
+        return {"caddy_reloaded": "Caddyfile changed" in output, **_timeline(lines)}
 
     def details(self) -> dict:
         sha = self.deployed[-1][0]
-        entry = self.env.zdd_server().last_deploy(self.app)
+        entry = self.server.last_deploy(self.app)
         if entry["sha"] != sha or entry["outcome"] != "live":
             raise RuntimeError(f"zdd history does not show {sha[:12]} live: {entry}")
         return {"zdd_steps": entry["steps"], "image_reused": entry["image_reused"]}
+
+
+def _timeline(lines: list[tuple[float, str]]) -> dict:
+    return {"push_timeline": [(t, text.removeprefix("remote: ==> ")) for t, text in lines
+                              if text.startswith("remote: ==> ")]}
 
 
 class OnZddApp:
@@ -152,7 +171,11 @@ class OnZddApp:
 
     @property
     def caddy(self) -> lab.Caddy:
-        return self.app.env.zdd_server().caddy
+        return self.app.server.caddy
+
+    @property
+    def netns(self) -> str | None:
+        return self.app.server.netns
 
     def setup(self) -> None:
         self.app.setup()
@@ -171,6 +194,29 @@ class ZddPush(OnZddApp):
     def next_deploy(self):
         body = other(self.app.live)
         return body, lambda: self.app.push_commit(body)
+
+
+class SwarmPush(ZddPush):
+    """Swarm mode: the push rolls the web service's replicas one at a time over the nodes."""
+
+    def __init__(self, app: ZddApp):
+        super().__init__(app)
+        self.title = f"zdd on Swarm: git push rolls {app.replicas} replicas over 3 nodes"
+
+
+class SwarmRefused(OnZddApp):
+    """Swarm mode: a push of a version that never gets healthy; Swarm rolls it back by itself."""
+
+    title = "zdd on Swarm: a failing version, rolled back"
+
+    def next_deploy(self):
+        return self.app.live, lambda: self.app.push_failing(other(self.app.live))
+
+    def details(self) -> dict:
+        entry = self.app.server.last_deploy(self.app.app)
+        if entry["outcome"] != "failed":
+            raise RuntimeError(f"zdd history does not show the failed deploy: {entry}")
+        return {"refused_steps": entry["steps"]}
 
 
 class ZddRollback(OnZddApp):

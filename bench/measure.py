@@ -29,10 +29,12 @@ class Load:
     """``clients`` strict and ``clients`` retrying keep-alive clients on /, plus ``slow``
     retrying clients on the 2 s endpoint, started a fraction of 2 s apart."""
 
-    def __init__(self, site: str, clients: int, slow: int, pause: float, host: str | None = None):
-        self.strict = [KeepAliveClient(site, retrying=False, pause=pause, host_header=host) for _ in range(clients)]
-        self.retrying = [KeepAliveClient(site, retrying=True, pause=pause, host_header=host) for _ in range(clients)]
-        self.slow = [KeepAliveClient(site, path=testapp.SLOW_PATH, retrying=True, pause=LONG_PAUSE, host_header=host)
+    def __init__(self, site: str, clients: int, slow: int, pause: float, host: str | None = None,
+                 netns: str | None = None):
+        options = dict(host_header=host, netns=netns)
+        self.strict = [KeepAliveClient(site, retrying=False, pause=pause, **options) for _ in range(clients)]
+        self.retrying = [KeepAliveClient(site, retrying=True, pause=pause, **options) for _ in range(clients)]
+        self.slow = [KeepAliveClient(site, path=testapp.SLOW_PATH, retrying=True, pause=LONG_PAUSE, **options)
                      for _ in range(slow)]
 
     def start(self) -> None:
@@ -56,10 +58,10 @@ class Load:
 
 
 def measure(site: str, action: Callable[[], dict], new_body: str, clients: int, slow: int,
-            pause: float, host: str | None = None) -> dict:
-    """Run ``action`` (the deploy) under load on ``site`` (as ``host``, if given); return its
-    figures and what it returned."""
-    load = Load(site, clients, slow, pause, host)
+            pause: float, host: str | None = None, netns: str | None = None) -> dict:
+    """Run ``action`` (the deploy) under load on ``site`` (as ``host``, if given; from the
+    network namespace ``netns``, if given); return its figures and what it returned."""
+    load = Load(site, clients, slow, pause, host, netns)
     load.start()
     time.sleep(WARMUP)
     t0, t0_unix = time.monotonic(), time.time()
@@ -124,7 +126,10 @@ def switch_marks(f: dict, caddy_reloads: list[float]) -> list[tuple[float, str]]
     start_unix = f["timeline"]["t0_unix"] + f["timeline"]["first_bin_s"]
     marks = [(round(t - f["timeline"]["t0_unix"], 3), "Caddy reload") for t in caddy_reloads if t >= start_unix]
     if "zdd_switch_line_s" in f:
-        marks.append((f["zdd_switch_line_s"], "zdd: Switching traffic"))
+        what = "Swarm starts rolling web" if "swarm_rollout_s" in f else "zdd: Switching traffic"
+        marks.append((f["zdd_switch_line_s"], what))
+    if "swarm_rollout_s" in f:
+        marks.append((round(f["zdd_switch_line_s"] + f["swarm_rollout_s"], 3), "every replica rolled"))
     if f["push_to_serving_s"] is not None:
         marks.append((f["push_to_serving_s"], f"{f['to']} first served"))
     return sorted(marks)

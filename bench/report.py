@@ -25,7 +25,9 @@ COLUMNS = [
     ("max ms", "latency_max_ms", "{:.0f}"),
     ("push-to-serving s", "push_to_serving_s", "{:.2f}"),
     ("zdd overhead s", "zdd_overhead_s", "{:.2f}"),
+    ("Swarm rollout s", "swarm_rollout_s", "{:.2f}"),
 ]
+FAILURES = ("strict_failed", "retrying_failed", "long_failed")
 
 
 def cell(deploys: list[dict], key: str, fmt: str) -> str:
@@ -66,7 +68,34 @@ def requests_line(results: dict[str, list[dict]]) -> str:
 
 def targets(results: dict[str, list[dict]], app_start: float) -> list[tuple[str, str, str]]:
     """(verdict, target, evidence) for each of zdd's targets that this run measured."""
-    return _deploy_targets(results, app_start) + _neighbour_targets(results)
+    return _deploy_targets(results, app_start) + _neighbour_targets(results) + _swarm_targets(results)
+
+
+def _swarm_targets(results: dict[str, list[dict]]) -> list[tuple[str, str, str]]:
+    verdicts = []
+    rolled, refused = results.get("swarm"), results.get("swarm-failing")
+    if rolled:
+        median, most = median_and_worst([d["swarm_rollout_s"] for d in rolled])
+        evidence = f"{_worst_failures(rolled)}; every replica rolled in {median:.2f} s median ({most:.2f} s worst)"
+        if results.get("zdd"):
+            one = statistics.median(d["push_to_serving_s"] for d in results["zdd"])
+            evidence += f"; one server's push-to-serving: {one:.2f} s median"
+        verdicts.append((_met(rolled), "Swarm: a push rolls 3 web replicas over 3 nodes with 0 failed requests "
+                                       "of every kind", evidence))
+    if refused:
+        verdicts.append((_met(refused), "Swarm: a version that never gets healthy is rolled back by Swarm, "
+                                        "with 0 failed requests of every kind", _worst_failures(refused)))
+    return verdicts
+
+
+def _worst_failures(deploys: list[dict]) -> str:
+    worst = {key: max(d[key] for d in deploys) for key in FAILURES}
+    return (f"worst of {len(deploys)}: strict {worst['strict_failed']}, retrying {worst['retrying_failed']}, "
+            f"long {worst['long_failed']} failed")
+
+
+def _met(deploys: list[dict]) -> str:
+    return "MET" if not any(d[key] for d in deploys for key in FAILURES) else "MISSED"
 
 
 def _neighbour_targets(results: dict[str, list[dict]]) -> list[tuple[str, str, str]]:

@@ -1,20 +1,21 @@
 """The three-node Swarm lab (scripts/swarm-lab) as the tests and the benchmark use it:
-brought up in a short folder of its own, torn down completely, and a way to send HTTP
-from inside the manager's network namespace (Caddy's container publishes its ports there)."""
+brought up in a short folder of its own, torn down completely, and HTTP clients inside
+the manager's network namespace (Caddy's container publishes its ports there)."""
 
 import hashlib
-import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
+import threading
 from pathlib import Path
+
+from loadclient import KeepAliveClient, enter_netns
+from probes import http_get
 
 REPO = Path(__file__).resolve().parents[1]
 LAB = REPO / "scripts" / "swarm-lab"
-BENCH = REPO / "bench"
 
 
 class SwarmLab:
@@ -54,39 +55,51 @@ class SwarmLab:
         tag = hashlib.sha1(os.path.realpath(self.folder).encode()).hexdigest()[:6]  # how the lab names them
         return f"zddlab-{tag}-node1"
 
-    def inside(self, command: list[str]) -> list[str]:
-        """``command`` run in the manager's network namespace."""
-        return ["nsenter", f"--net=/run/netns/{self.manager_netns}", *command]
+    @property
+    def netns_path(self) -> str:
+        return f"/run/netns/{self.manager_netns}"
 
     def http_get(self, url: str, host: str | None = None, timeout: float = 5.0) -> tuple[int, str]:
-        """probes.http_get from inside the manager's network namespace."""
-        code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from probes import http_get; "
-                "print(json.dumps(http_get(sys.argv[2], float(sys.argv[3]), sys.argv[4] or None)))")
-        done = subprocess.run(self.inside([sys.executable, "-c", code, str(BENCH), url, str(timeout), host or ""]),
-                              capture_output=True, text=True, timeout=timeout + 30)
-        if done.returncode != 0:
-            return 0, done.stderr.strip()
-        status, body = json.loads(done.stdout)
-        return status, body
+        """probes.http_get from inside the manager's network namespace (from a thread that
+        enters it, so this process stays where it is)."""
+        answer: list = []
+
+        def get() -> None:
+            enter_netns(self.netns_path)
+            answer.append(http_get(url, timeout, host))
+
+        thread = threading.Thread(target=get)
+        thread.start()
+        thread.join()
+        return answer[0] if answer else (0, "could not enter the lab's network namespace")
 
     def load(self, url: str, host: str | None, clients: int = 4) -> "InsideLoad":
         return InsideLoad(self, url, host, clients)
 
 
 class InsideLoad:
-    """Keep-alive clients (bench/netload.py) in the manager's namespace until stopped."""
+    """Strict and retrying keep-alive clients in the manager's namespace until stopped."""
 
     def __init__(self, lab: SwarmLab, url: str, host: str | None, clients: int):
-        command = [sys.executable, str(BENCH / "netload.py"), url, "--clients", str(clients)]
-        if host:
-            command += ["--host", host]
-        self.process = subprocess.Popen(lab.inside(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True)
-        if self.process.stdout.readline().strip() != "started":
-            self.process.kill()
-            raise RuntimeError("the load clients did not start")
+        self.clients = {kind: [KeepAliveClient(url, retrying=retrying, host_header=host, netns=lab.netns_path)
+                               for _ in range(clients)] for kind, retrying in (("strict", False), ("retrying", True))}
+        for group in self.clients.values():
+            for client in group:
+                client.start()
 
     def stop(self) -> dict:
-        """{"requests": N, "failed": N, "failures": [...], "bodies": {body: count}} per kind."""
-        output, _ = self.process.communicate("stop\n", timeout=120)
-        return json.loads(output)
+        """Per kind: {"requests": N, "failed": N, "failures": [the first 20], "bodies": {body: count}}."""
+        for group in self.clients.values():
+            for client in group:
+                client.stop()
+        return {kind: _summary(group) for kind, group in self.clients.items()}
+
+
+def _summary(group: list) -> dict:
+    bodies: dict[str, int] = {}
+    for client in group:
+        for body, count in client.bodies.items():
+            bodies[body] = bodies.get(body, 0) + count
+    failures = [failure for client in group for failure in client.failures]
+    return {"requests": sum(client.requests for client in group), "failed": len(failures),
+            "failures": failures[:20], "bodies": bodies}

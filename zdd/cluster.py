@@ -7,6 +7,7 @@ Caddy's container proxies to the web service's healthy tasks, so there is no swi
 """
 
 import dataclasses
+import json
 import shlex
 from typing import Callable
 
@@ -64,7 +65,8 @@ def _roll_process(server, version, process, counts, image: str, port: int, timer
                     f"Rolling {process.name} to {version.sha[:12]}: {count} task(s), one at a time, {order}"):
         task = _task(server, version, process, port, timer.emit)
         labels = {SERVICE_LABEL: app, "zdd.process": process.name, "zdd.sha": version.sha, "zdd.ref": version.ref,
-                  "zdd.deploy": version.deploy_id}
+                  "zdd.deploy": version.deploy_id, "zdd.port": str(port), "zdd.image": image,
+                  "zdd.processes": json.dumps({p.name: p.as_dict() for p in version.config.processes}, sort_keys=True)}
         change = swarm.deploy(client, name, image, swarm.Rollout(count, process.overlap), proxy.NETWORK, labels, task)
         outcome = swarm.wait(client, change, _timeout(version.config, count), timer.emit)
         if outcome != "converged":
@@ -122,7 +124,7 @@ def _undo(version, live: dict | None, rolled: list[str], timer) -> None:
             if not previous:
                 service.remove()
                 continue
-            change = swarm.deploy_image(version.client, service, previous)
+            change = swarm.restore_previous(version.client, service)
             outcome = swarm.wait(version.client, change, _timeout(version.config, 3), timer.emit)
             timer.emit(f"    {name}: {outcome}")
 
@@ -140,6 +142,29 @@ def _publish(server, settings, port: int, emit: Emit) -> None:
         routing.route_to_service(server, settings.name, port)
     routing.refresh(server, emit, including=settings.name)
     routing.route_to_service(server, settings.name, port)
+
+
+def reconcile(server, client, app: str, emit: Emit) -> dict | None:
+    """The live record, after a deploy killed once Swarm had rolled web: Swarm finished that
+    rollout by itself, so the version its web service runs is recorded as live (and routed
+    to, if that was the app's first deploy)."""
+    live = state.read_live(server.app_dir(app))
+    service = swarm.find(client, swarm.service_name(app, processes.WEB))
+    if service is None:
+        return live
+    labels = service.attrs["Spec"].get("Labels") or {}
+    state_now = (service.attrs.get("UpdateStatus") or {}).get("State", "completed")
+    if not labels.get("zdd.sha") or (live and labels.get("zdd.deploy") == live.get("deploy_id")) \
+            or state_now != "completed":
+        return live  # recorded already, or Swarm is still rolling (or rolled back to what is recorded)
+    port = int(labels["zdd.port"])
+    live = state.live_record(app, labels["zdd.sha"], labels["zdd.ref"], names.image_tag(app, labels["zdd.sha"]),
+                             Web(service.name), None, f"tasks.{service.name}:{port}", port, labels["zdd.deploy"],
+                             None, json.loads(labels["zdd.processes"])) | {"remote_image": labels["zdd.image"]}
+    _publish(server, config.load_app(server, app), port, emit)
+    state.write_live(server.app_dir(app), live)
+    emit(f"==> Recorded {labels['zdd.sha'][:12]} as live: a deploy was interrupted after Swarm rolled web to it")
+    return live
 
 
 def services(client, app: str) -> list:

@@ -47,7 +47,7 @@ def deploy(server: config.Server, app: str, sha: str, ref: str, emit: Emit, clie
     app_dir = server.app_dir(app)
     client = client or engine.connect()
     with state.deploy_lock(app_dir, emit):
-        live = state.read_live(app_dir) if server.swarm else routing.reconcile(server, client, app, emit)
+        live = (cluster.reconcile if server.swarm else routing.reconcile)(server, client, app, emit)
         deploy_id = secrets.token_hex(3)
         timer = StepTimer(emit)
         started_at = state.now_iso()

@@ -105,11 +105,16 @@ def deploy(client, name: str, image: str, rollout: Rollout, network: str, labels
     return Change(name, image, created=False, previous_update=previous)
 
 
-def deploy_image(client, service, image: str) -> Change:
-    """Roll an existing service to ``image``, keeping the rest of its spec."""
-    previous = (service.attrs.get("UpdateStatus") or {}).get("StartedAt")
-    service.update(image=image, fetch_current_spec=True)
-    return Change(service.name, image, created=False, previous_update=previous)
+def restore_previous(client, service) -> Change:
+    """Roll a service back to the spec it had before its last update (image, env, labels)."""
+    previous = service.attrs["PreviousSpec"]
+    started = (service.attrs.get("UpdateStatus") or {}).get("StartedAt")
+    client.api.update_service(service.id, service.version, name=previous["Name"],
+                              task_template=previous["TaskTemplate"], labels=previous.get("Labels"),
+                              mode=previous.get("Mode"), update_config=previous.get("UpdateConfig"),
+                              rollback_config=previous.get("RollbackConfig"),
+                              endpoint_spec=previous.get("EndpointSpec"))
+    return Change(service.name, _image(previous["TaskTemplate"]), created=False, previous_update=started)
 
 
 def find(client, name: str):

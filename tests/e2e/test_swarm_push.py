@@ -5,12 +5,13 @@ network namespace, where Caddy publishes) lose nothing; a version that never get
 healthy is rolled back by Swarm with the old one serving; every command works."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, AppRepo, Server, app_dockerfile, wait_for
+from conftest import REPO, AppRepo, Server, app_dockerfile, run, wait_for
 
 sys.path.insert(0, str(REPO / "bench"))
 from swarmlab import SwarmLab  # noqa: E402
@@ -122,3 +123,34 @@ def test_every_command_works_in_swarm_mode(lab, swarm_server, tmp_path):
     assert "removed service zdd-tools-web" in destroyed.stdout
     assert served(lab, server, host)[0] == 404
     assert served(lab, server) == (200, "v1"), "the other app kept serving"
+
+
+def test_a_failed_registry_push_keeps_the_live_version_and_a_killed_deploy_is_repaired(lab, swarm_server, tmp_path):
+    server, app, host = swarm_server, "kept", "kept.swarm.test"
+    assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry", lab.registry).returncode == 0
+    repo = AppRepo(tmp_path / "work", server.repo(app))
+    v1 = repo.commit("k1")
+    assert "is live at" in repo.push("main").stderr
+
+    dead = f"{lab.registry.rsplit(':', 1)[0]}:5999"  # nothing listens there
+    assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry", dead).returncode == 0
+    try:
+        repo.commit("k2")
+        refused = repo.push("main")
+    finally:
+        assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry",
+                              lab.registry).returncode == 0
+    assert f"pushing zdd-{app}:" in refused.stderr and f"to the registry {dead} failed" in refused.stderr, \
+        refused.stderr
+    assert served(lab, server, host) == (200, "k1") and server.status(app)["sha"] == v1
+
+    v3 = repo.commit("k3")
+    killed = run(["git", "push", "production", "main"], cwd=repo.path,
+                 env={**os.environ, "ZDD_FAULT": "after:rollout"})
+    assert "is live at" not in killed.stderr, killed.stderr
+    status = server.zdd("status", app)
+    assert status.returncode == 0, status.stderr
+    assert "interrupted" in status.stderr, status.stderr
+    assert server.status(app)["sha"] == v3
+    assert served(lab, server, host) == (200, "k3")
+    assert server.zdd("destroy", app, "--yes").returncode == 0
