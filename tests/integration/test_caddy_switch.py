@@ -145,3 +145,15 @@ def test_route_files_and_host_links_move_traffic_without_reload(which, tmp_path,
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("which", sorted(CADDIES))
+def test_the_swarm_mode_caddyfile_is_valid(which, tmp_path):
+    """Swarm mode's proxy (dynamic A lookups of a service's tasks, named by the route file)
+    is accepted by both Caddies, though only the static one runs in the container."""
+    shared = SharedSites(str(tmp_path / "hosts"), free_port(), free_port(), "internal")
+    text = caddy.render(REPO / "templates", f"127.0.0.1:{free_port()}",
+                        [Site("api", f"http://127.0.0.1:{free_port()}", str(tmp_path / "api"))],
+                        str(tmp_path / "caddy.d" / "*.caddy"), shared, swarm=True)
+    (tmp_path / "Caddyfile").write_text(text)
+    caddy.validate(str(CADDIES[which]), tmp_path / "Caddyfile")
