@@ -1,12 +1,13 @@
 """Swarm mode's Caddy: a container on the manager, on the overlay network of the apps'
 services, so that it can resolve their tasks (``tasks.SERVICE``). It runs the Caddyfile
-zdd renders and reads the route files and host links under ZDD_ROOT, all mounted
-read-only at the same paths; its certificates live in a volume, so they outlive the
-container. Its admin endpoint stays inside the container (no app on the network can
+zdd renders and reads the route files and host links under ZDD_ROOT, their folders
+mounted read-only at the same paths; its certificates live in a volume, so they
+outlive the container. Its admin endpoint stays inside the container (no app on the network can
 reach it): zdd reloads it with ``docker exec``.
 """
 
 import hashlib
+import json
 import shutil
 import struct
 import tempfile
@@ -27,19 +28,21 @@ PT_INTERP = 3
 
 
 def ensure(client, caddy_bin: str, caddyfile: Path, mounted: list[Path], ports: tuple[int, int]) -> bool:
-    """Start Caddy's container running ``caddyfile`` unless it runs already with this
-    binary; True if it was (re)started. ``ports``: HTTP and HTTPS, published as they are."""
+    """Start Caddy's container running ``caddyfile`` unless it runs already with this binary,
+    folders and ports; True if it was (re)started. ``ports``: HTTP and HTTPS, published as
+    they are (a new port replaces the container: its idle connections are closed)."""
     image = _image(client, caddy_bin)
     swarm.ensure_network(client, NETWORK)
+    folders = sorted({str(folder) for folder in mounted})
+    spec = hashlib.sha256(json.dumps([image.id, folders, sorted(ports), str(caddyfile)]).encode()).hexdigest()
     current = engine.get_container(client, CONTAINER)
-    if current is not None and current.status == "running" and current.image.id == image.id:
+    if current is not None and current.status == "running" and current.labels.get("zdd.spec") == spec:
         return False
     if current is not None:
         engine.remove(current)
-    folders = sorted({str(folder) for folder in mounted})
     client.containers.run(
         image.id, ["run", "--config", str(caddyfile), "--adapter", "caddyfile"], name=CONTAINER, detach=True,
-        network=NETWORK, labels={"zdd": "proxy"}, restart_policy={"Name": "unless-stopped"},
+        network=NETWORK, labels={"zdd": "proxy", "zdd.spec": spec}, restart_policy={"Name": "unless-stopped"},
         ports={f"{port}/tcp": port for port in ports},
         environment={"XDG_DATA_HOME": "/data", "XDG_CONFIG_HOME": "/data/config", "HOME": "/data"},
         mounts=[docker.types.Mount(folder, folder, type="bind", read_only=True) for folder in folders]

@@ -51,7 +51,9 @@ def _apply_in_container(server, text: str, force: bool) -> str:
     running = proxy.is_running(client)
     outcome = caddy.apply(server.caddy_bin, server.caddyfile, server.caddy_admin, text, force,
                           reload=(lambda path: proxy.reload(client, path)) if running else (lambda path: None))
-    mounted = [server.root, server.caddyfile.parent]
+    mounted = [server.hosts_dir(), server.root / "apps", server.root / "caddy.d", server.caddyfile.parent]
+    for folder in mounted:
+        folder.mkdir(parents=True, exist_ok=True)
     if proxy.ensure(client, server.caddy_bin, server.caddyfile, mounted, (server.http_port, server.https_port)):
         return "started"
     return outcome
@@ -129,6 +131,8 @@ def _serving(server, including: str | None, leaving: str | None) -> list[str]:
 
 def _adopt_flag_routes(server) -> None:
     """A live app set up by a zdd that routed by flag files gets the route file of its live slot."""
+    if server.swarm:
+        return  # Swarm mode came after flag files
     for app in server.app_names():
         live = state.read_live(server.app_dir(app))
         if live and slots.read_ports(server.app_dir(app)) and not caddy.has_route(route_dir(server, app)):
