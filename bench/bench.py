@@ -198,7 +198,8 @@ def busy_warning(info: dict) -> str | None:
 
 
 def render(results, titles, app_start, verdicts, args, warning, pictures) -> list[str]:
-    lines = [*([warning, ""] if warning else []),f"Deploys under load through Caddy: {args.clients} strict + {args.clients} retrying keep-alive "
+    lines = [*([warning, ""] if warning else []),
+             f"Deploys under load through Caddy: {args.clients} strict + {args.clients} retrying keep-alive "
              f"clients on /, {args.long_clients} on the {testapp.SLOW_SECONDS} s endpoint; app start delay "
              f"{args.start_delay} s (measured start: {app_start:.2f} s). Each cell: median (worst) "
              f"of {args.repeat} deploys.", ""]

@@ -63,7 +63,8 @@ def requests_line(results: dict[str, list[dict]]) -> str:
     deploys = [d for ds in results.values() for d in ds]
     median = lambda key: statistics.median(d[key] for d in deploys)
     return (f"Per deploy (median): {median('strict_requests') + median('retrying_requests'):.0f} short requests, "
-            f"{median('long_requests'):.0f} long ones, {median('long_in_flight'):.0f} long ones in flight at the switch.")
+            f"{median('long_requests'):.0f} long ones, "
+            f"{median('long_in_flight'):.0f} long ones in flight at the switch.")
 
 
 def targets(results: dict[str, list[dict]], app_start: float) -> list[tuple[str, str, str]]:

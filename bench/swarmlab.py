@@ -52,8 +52,16 @@ class SwarmLab:
 
     @property
     def manager_netns(self) -> str:
-        tag = hashlib.sha1(os.path.realpath(self.folder).encode()).hexdigest()[:6]  # how the lab names them
-        return f"zddlab-{tag}-node1"
+        return f"zddlab-{self._tag()}-node1"
+
+    def _tag(self) -> str:
+        return hashlib.sha1(os.path.realpath(self.folder).encode()).hexdigest()[:6]  # how the lab names things
+
+    def set_link(self, node: str, up: bool) -> None:
+        """Cut ``node`` (node1, node2, ...) off the lab's network, or join it again: as if its
+        cable were pulled. Its daemons and containers keep running."""
+        subprocess.run(["ip", "-n", f"zddlab-{self._tag()}-sw", "link", "set", node, "up" if up else "down"],
+                       check=True, capture_output=True)
 
     @property
     def netns_path(self) -> str:

@@ -30,8 +30,9 @@ def dockerfile(start_delay: float, ignore_term: bool, healthy: bool = True) -> s
     script = f"/bin/busybox sleep {start_delay}; {serve}"
     if ignore_term:
         script = f"trap '' TERM; {script}"
+    page = "" if healthy else "missing"
     healthcheck = ('HEALTHCHECK --interval=1s --timeout=2s --retries=3 CMD '
-                   f'["/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:{APP_PORT}/{"" if healthy else "missing"}"]')
+                   f'["/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:{APP_PORT}/{page}"]')
     return "\n".join([
         "FROM scratch",
         "COPY busybox /bin/busybox",

@@ -61,7 +61,8 @@ def cmd_status(server, args) -> int:
                          indent=2, sort_keys=True))
     elif live and server.swarm:
         print(f"{args.app}: {live['sha'][:12]} ({live['ref']}) live since {live['deployed_at']}")
-        print(f"  service {live['container']} -> {live['upstream']}, image {live.get('remote_image', live['image'])[:70]}")
+        image = live.get("remote_image", live["image"])
+        print(f"  service {live['container']} -> {live['upstream']}, image {image[:70]}")
         for name, row in table.items():
             print(f"  {name}: {sum(c['status'] == 'running' for c in row['containers'])}/{row['wanted']} running"
                   f" ({oneoff.shown(row['command'])})")

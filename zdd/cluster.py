@@ -9,6 +9,7 @@ Caddy's container proxies to the web service's healthy tasks, so there is no swi
 import dataclasses
 import json
 import shlex
+import time
 from typing import Callable
 
 import docker.errors
@@ -30,14 +31,14 @@ class Web:
 def roll_out(server: config.Server, settings, version, counts: dict[str, int], live: dict | None, timer) -> dict:
     """Roll every process of ``version`` over the swarm; return the live record."""
     client, app, repo_config = version.client, version.app, version.config
-    port, source = config.choose_port(settings, repo_config, engine.exposed_ports(version.image))
+    port, _ = config.choose_port(settings, repo_config, engine.exposed_ports(version.image))
     with timer.step("push", f"Pushing the image to the cluster's registry {server.registry}"):
         image = swarm.push(client, names.image_tag(app, version.sha), server.registry)
     ordered = sorted(repo_config.processes, key=lambda p: p.name != processes.WEB)
     rolled = []
     try:
         for process in ordered:
-            if _roll_process(server, version, process, counts, image, port, timer):
+            if _roll_process(version, process, counts[process.name], image, port, timer):
                 rolled.append(process.name)
     except Exception:
         if rolled:
@@ -52,21 +53,18 @@ def roll_out(server: config.Server, settings, version, counts: dict[str, int], l
                              {p.name: p.as_dict() for p in repo_config.processes}) | {"remote_image": image}
 
 
-def _roll_process(server, version, process, counts, image: str, port: int, timer) -> bool:
+def _roll_process(version, process, count: int, image: str, port: int, timer) -> bool:
     """Roll one process's service to ``image``; False if it is scaled to 0 (its service goes)."""
     client, app = version.client, version.app
     name = swarm.service_name(app, process.name)
-    count = counts[process.name]
     if not count:
         swarm.remove(client, name)
         return False
     order = "the new task first" if process.overlap else "the old task stops first"
     with timer.step("rollout" if process.name == processes.WEB else f"rollout-{process.name}",
                     f"Rolling {process.name} to {version.sha[:12]}: {count} task(s), one at a time, {order}"):
-        task = _task(server, version, process, port, timer.emit)
-        labels = {SERVICE_LABEL: app, "zdd.process": process.name, "zdd.sha": version.sha, "zdd.ref": version.ref,
-                  "zdd.deploy": version.deploy_id, "zdd.port": str(port), "zdd.image": image,
-                  "zdd.processes": json.dumps({p.name: p.as_dict() for p in version.config.processes}, sort_keys=True)}
+        task = _task(version, process, port, timer.emit)
+        labels = _labels(version, process.name, port, image)
         change = swarm.deploy(client, name, image, swarm.Rollout(count, process.overlap), proxy.NETWORK, labels, task)
         outcome = swarm.wait(client, change, _timeout(version.config, count), timer.emit)
         if outcome != "converged":
@@ -79,8 +77,17 @@ def _roll_process(server, version, process, counts, image: str, port: int, timer
     return True
 
 
-def _task(server, version, process, port: int, emit: Emit) -> swarm.Task:
-    env = dict(version.env)
+def _labels(version, process: str, port: int, image: str) -> dict:
+    """On the service and its tasks: the version, and what a repair needs to record it as live."""
+    declared = {p.name: p.as_dict() for p in version.config.processes}
+    return {SERVICE_LABEL: version.app, "zdd.process": process, "zdd.sha": version.sha, "zdd.ref": version.ref,
+            "zdd.deploy": version.deploy_id, "zdd.port": str(port), "zdd.image": image,
+            "zdd.processes": json.dumps(declared, sort_keys=True)}
+
+
+def _task(version, process, port: int, emit: Emit) -> swarm.Task:
+    env = {key: _literal(value) for key, value in version.env.items()}
+    env.update(ZDD_NODE="{{.Node.Hostname}}", ZDD_REPLICA=f"{process.name}.{{{{.Task.Slot}}}}")
     healthcheck = None
     if process.name == processes.WEB:
         env["PORT"] = str(port)
@@ -96,6 +103,11 @@ def _task(server, version, process, port: int, emit: Emit) -> swarm.Task:
         emit("    the app has storage, which lives on the manager: its tasks run there")
     return swarm.Task(env, process.command, healthcheck, tuple(engine.docker_mounts(version.mounts)), constraints,
                       version.config.stop_timeout)
+
+
+def _literal(value: str) -> str:
+    """Swarm expands Go templates in env values: keep the app's own values as they are."""
+    return value.replace("{{", '{{"{{"}}')
 
 
 def _http_healthcheck(port: int, repo_config) -> dict:
@@ -121,7 +133,7 @@ def _undo(version, live: dict | None, rolled: list[str], timer) -> None:
             service = swarm.find(version.client, swarm.service_name(version.app, name))
             if service is None:
                 continue
-            if not previous:
+            if not previous or "PreviousSpec" not in service.attrs:  # new in this deploy
                 service.remove()
                 continue
             change = swarm.restore_previous(version.client, service)
@@ -203,10 +215,19 @@ def logs(client, app: str, process: str, follow: bool, tail: int):
         yield chunk.decode("utf-8", "replace")
 
 
-def destroy(client, app: str, emit: Emit) -> None:
+def destroy(client, app: str, emit: Emit, timeout: float = 60) -> None:
+    """Remove the app's services, and wait for their tasks on this node to be gone (their
+    volumes, this node's, can be removed only then)."""
     for service in services(client, app):
         try:
             service.remove()
             emit(f"removed service {service.name}")
         except docker.errors.NotFound:
             pass
+    deadline = time.monotonic() + timeout
+    while _task_containers_here(client, app) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def _task_containers_here(client, app: str) -> list:
+    return client.containers.list(ignore_removed=True, all=True, filters={"label": f"{SERVICE_LABEL}={app}"})

@@ -19,6 +19,7 @@ from zdd.errors import ZddError
 Emit = Callable[[str], None]
 NANOSECONDS = 1_000_000_000
 SHOWN = ("starting", "running", "failed", "rejected", "shutdown", "complete")  # not pending, assigned, ...
+PLACING = ("new", "pending", "assigned", "accepted", "preparing")
 FINAL = {"completed": "converged", "rollback_completed": "rolled back", "paused": "paused",
          "rollback_paused": "rollback paused"}
 
@@ -132,6 +133,7 @@ def wait(client, change: Change, timeout: float, emit: Emit, poll: float = 0.5) 
     deadline = time.monotonic() + timeout
     seen: dict[str, str] | None = None  # task id -> its line; what is there at the start goes unsaid
     hostnames: dict[str, str] = {}
+    replaced: set[str] = set()  # down nodes whose tasks were placed again
     while time.monotonic() < deadline:
         service = client.services.get(name)
         found = tasks(service, hostnames)
@@ -143,8 +145,23 @@ def wait(client, change: Change, timeout: float, emit: Emit, poll: float = 0.5) 
         outcome = _outcome(service, change, found)
         if outcome:
             return outcome
+        replaced |= _replace_tasks_on_down_nodes(client, service, found, replaced, emit)
         time.sleep(poll)
     raise SwarmError(f"{name} did not finish rolling out within {timeout:.0f}s: see `docker service ps {name}`")
+
+
+def _replace_tasks_on_down_nodes(client, service, found: list[dict], done: set[str], emit: Emit) -> set[str]:
+    """A rollout whose new task went to a node that then went down waits for that node to
+    come back: once Swarm marks the node down, the same update again places it elsewhere."""
+    waiting = {t["node_id"]: t["node"] for t in found if t["desired"] == "running" and t["state"] in PLACING}
+    if not waiting:
+        return set()
+    down = {node.id for node in client.nodes.list() if node.attrs["Status"]["State"] == "down"}
+    stuck = {node_id: node for node_id, node in waiting.items() if node_id in down and node not in done}
+    if stuck:
+        emit(f"    {', '.join(sorted(stuck.values()))} is down: the new task placed there goes to another node")
+        service.force_update()
+    return set(stuck.values())
 
 
 def _line(name: str, task: dict) -> str:
@@ -177,7 +194,7 @@ def tasks(service, hostnames: dict | None = None) -> list[dict]:
         if node_id and node_id not in nodes:
             nodes[node_id] = service.client.nodes.get(node_id).attrs["Description"]["Hostname"]
         status = task["Status"]
-        found.append({"id": task["ID"], "slot": task.get("Slot"), "node": nodes.get(node_id, "-"),
+        found.append({"id": task["ID"], "slot": task.get("Slot"), "node": nodes.get(node_id, "-"), "node_id": node_id,
                       "state": status["State"], "desired": task["DesiredState"], "error": status.get("Err", ""),
                       "image": _image(task["Spec"])})
     return found

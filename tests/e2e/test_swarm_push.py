@@ -6,9 +6,11 @@ healthy is rolled back by Swarm with the old one serving; every command works.""
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
+import docker
 import pytest
 
 from conftest import REPO, AppRepo, Server, app_dockerfile, run, wait_for
@@ -91,6 +93,14 @@ def test_install_swarm_scale_and_push_roll_every_node_with_nothing_lost(lab, swa
     assert {t["sha"] for t in tasks(server, app)} == {v2}
     assert server.history(app)[-1]["outcome"] == "failed"
 
+    repo.write("zdd.toml", WORKER_TOML.replace("exec /bin/busybox sleep 1000", "exit 3"))
+    repo.commit("v4")
+    failed = repo.push("main")
+    assert "zdd-shop-worker did not get healthy" in failed.stderr, failed.stderr
+    assert f"Rolling web back to {v2[:12]}" in failed.stderr, failed.stderr
+    assert {t["sha"] for t in tasks(server, app)} == {v2}
+    assert served(lab, server) == (200, "v2")
+
     back = server.zdd("rollback", app, v1)
     assert back.returncode == 0, back.stderr + back.stdout
     assert served(lab, server) == (200, "v1")
@@ -101,24 +111,38 @@ def test_every_command_works_in_swarm_mode(lab, swarm_server, tmp_path):
     host = "tools.swarm.test"
     assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry", lab.registry).returncode == 0
     repo = AppRepo(tmp_path / "work", server.repo(app))
-    repo.commit("t1", dockerfile=app_dockerfile(cmd="echo started $GREETING; exec /bin/busybox httpd -f -p 8000 -h /www"))
+    serve = "echo started $GREETING as $ZDD_REPLICA on $ZDD_NODE; exec /bin/busybox httpd -f -p 8000 -h /www"
+    repo.commit("t1", dockerfile=app_dockerfile(cmd=serve))
     assert "is live at" in repo.push("main").stderr
     assert served(lab, server, host) == (200, "t1")
 
     status = server.zdd("status", app)
     assert status.returncode == 0 and "tools: " in status.stdout and "node" in status.stdout, status.stdout
-    assert server.zdd("env", app, "set", "GREETING=hello").returncode == 0
+    assert server.zdd("env", app, "set", "GREETING=hello{{.Node.ID}}").returncode == 0
     restarted = server.zdd("restart", app)
     assert restarted.returncode == 0, restarted.stderr + restarted.stdout
-    assert wait_for(lambda: "started hello" in server.zdd("logs", app).stdout, timeout=30)
+    assert wait_for(lambda: re.search(r"started hello\{\{\.Node\.ID\}\} as web\.1 on node[123]\n",
+                                      server.zdd("logs", app).stdout), timeout=30), server.zdd("logs", app).stdout
     ran = server.zdd("run", app, "--", "/bin/busybox", "sh", "-c", "echo ran $GREETING")
-    assert (ran.returncode, ran.stdout.strip()) == (0, "ran hello"), ran.stderr
+    assert (ran.returncode, ran.stdout.strip()) == (0, "ran hello{{.Node.ID}}"), ran.stderr
     apps = server.zdd("apps")
     assert "1/1 running" in apps.stdout, apps.stdout
     assert server.zdd("scale", app, "web=2").returncode == 0
     assert wait_for(lambda: len([t for t in tasks(server, app) if t["status"] == "running"]) == 2, timeout=60)
 
-    destroyed = server.zdd("destroy", app, "--yes")
+    assert server.zdd("storage", app, "add", "data:/data").returncode == 0
+    restarted = server.zdd("restart", app)
+    assert "storage, which lives on the manager" in restarted.stdout, restarted.stdout + restarted.stderr
+    assert {t["node"] for t in tasks(server, app)} == {"node1"}
+    assert server.zdd("run", app, "--", "/bin/busybox", "sh", "-c", "echo kept > /data/note").returncode == 0
+    manager = docker.DockerClient(base_url=lab.docker_host)
+    try:
+        web = manager.containers.list(filters={"label": "com.docker.swarm.service.name=zdd-tools-web"})
+        assert web and all(c.exec_run(["/bin/busybox", "cat", "/data/note"]).output == b"kept\n" for c in web)
+    finally:
+        manager.close()
+
+    destroyed = server.zdd("destroy", app, "--yes", "--storage")
     assert destroyed.returncode == 0, destroyed.stderr
     assert "removed service zdd-tools-web" in destroyed.stdout
     assert served(lab, server, host)[0] == 404
@@ -154,3 +178,39 @@ def test_a_failed_registry_push_keeps_the_live_version_and_a_killed_deploy_is_re
     assert server.status(app)["sha"] == v3
     assert served(lab, server, host) == (200, "k3")
     assert server.zdd("destroy", app, "--yes").returncode == 0
+
+
+def node_states(lab) -> dict[str, str]:
+    client = docker.DockerClient(base_url=lab.docker_host)
+    try:
+        return {n.attrs["Description"]["Hostname"]: n.attrs["Status"]["State"] for n in client.nodes.list()}
+    finally:
+        client.close()
+
+
+def test_a_node_cut_off_during_a_push_is_left_out_and_the_push_completes(lab, swarm_server, tmp_path):
+    server, app, host = swarm_server, "spread", "spread.swarm.test"
+    assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry", lab.registry).returncode == 0
+    assert server.zdd("scale", app, "web=3").returncode == 0
+    repo = AppRepo(tmp_path / "work", server.repo(app))
+    repo.commit("s1")
+    assert "is live at" in repo.push("main").stderr
+
+    load = lab.load(f"http://127.0.0.1:{server.http_port}/", host)
+    lab.set_link("node3", up=False)
+    try:
+        v2 = repo.commit("s2")
+        pushed = repo.push("main")
+        seen = load.stop()
+        web = tasks(server, app)
+    finally:
+        lab.set_link("node3", up=True)
+    assert "is live at" in pushed.stderr, pushed.stderr
+    assert {t["sha"] for t in web} == {v2} and len(web) == 3, web
+    assert "node3" not in {t["node"] for t in web}, web
+    for kind in ("strict", "retrying"):  # at most what was in flight on node3 when its link went
+        assert seen[kind]["failed"] <= 4, seen[kind]
+        assert seen[kind]["bodies"].get("s2"), seen[kind]
+    print(seen)
+    assert server.zdd("destroy", app, "--yes").returncode == 0
+    assert wait_for(lambda: node_states(lab).get("node3") == "ready", timeout=90), node_states(lab)

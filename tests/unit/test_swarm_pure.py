@@ -94,3 +94,8 @@ def test_a_dynamically_linked_caddy_is_told_apart_from_a_static_one(tmp_path):
     text = tmp_path / "script"
     text.write_text("#!/bin/sh\n")
     assert not proxy._is_dynamic(text)
+
+
+def test_env_values_reach_the_tasks_as_they_are_and_tasks_learn_their_node_and_replica():
+    assert cluster._literal("a{{.Node.ID}}b}}") == 'a{{"{{"}}.Node.ID}}b}}'
+    assert cluster._literal("plain") == "plain"
