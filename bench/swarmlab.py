@@ -6,6 +6,8 @@ import hashlib
 import os
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -80,6 +82,25 @@ class SwarmLab:
         thread.start()
         thread.join()
         return answer[0] if answer else (0, "could not enter the lab's network namespace")
+
+    def certificate(self, port: int, host: str) -> bytes:
+        """The certificate that 127.0.0.1:``port`` in the manager's namespace presents for ``host``."""
+        answer: list = []
+
+        def handshake() -> None:
+            enter_netns(self.netns_path)
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with context.wrap_socket(raw, server_hostname=host) as tls:
+                    answer.append(tls.getpeercert(binary_form=True))
+
+        thread = threading.Thread(target=handshake)
+        thread.start()
+        thread.join()
+        if not answer:
+            raise RuntimeError(f"no TLS handshake with 127.0.0.1:{port} for {host}")
+        return answer[0]
 
     def load(self, url: str, host: str | None, clients: int = 4) -> "InsideLoad":
         return InsideLoad(self, url, host, clients)

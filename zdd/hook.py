@@ -23,10 +23,11 @@ def handle_push(server: config.Server, app: str, stdin_text: str, emit: Emit, cl
         sha = gitrepo.resolve_commit(repo, update.new)
         deploy.deploy(server, app, sha, update.ref, emit, client=client)
         return 0
-    except Exception:
+    except Exception as error:
         live = state.read_live(server.app_dir(app))  # after the deploy's own repair, if any
         _restore_ref(repo, update, settings.branch, live, emit)
-        _say_what_serves(live, settings.domain, emit)
+        if getattr(error, "old_version_serves", True):
+            _say_what_serves(live, settings.domain, emit)
         raise
 
 

@@ -19,13 +19,19 @@ from zdd.errors import ZddError
 Emit = Callable[[str], None]
 NANOSECONDS = 1_000_000_000
 SHOWN = ("starting", "running", "failed", "rejected", "shutdown", "complete")  # not pending, assigned, ...
-PLACING = ("new", "pending", "assigned", "accepted", "preparing")
+ENDED = ("complete", "failed", "rejected", "shutdown", "orphaned", "remove")
+NODE_DOWN_GRACE = 15.0  # seconds a rollout may wait on a down node before zdd says so
 FINAL = {"completed": "converged", "rollback_completed": "rolled back", "paused": "paused",
          "rollback_paused": "rollback paused"}
 
 
 class SwarmError(ZddError):
     pass
+
+
+class NodeDown(SwarmError):
+    """A rollout stalled on a node that is down: tasks elsewhere may run the new version."""
+    old_version_serves = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +139,7 @@ def wait(client, change: Change, timeout: float, emit: Emit, poll: float = 0.5) 
     deadline = time.monotonic() + timeout
     seen: dict[str, str] | None = None  # task id -> its line; what is there at the start goes unsaid
     hostnames: dict[str, str] = {}
-    replaced: set[str] = set()  # down nodes whose tasks were placed again
+    stalled_since = None
     while time.monotonic() < deadline:
         service = client.services.get(name)
         found = tasks(service, hostnames)
@@ -145,23 +151,25 @@ def wait(client, change: Change, timeout: float, emit: Emit, poll: float = 0.5) 
         outcome = _outcome(service, change, found)
         if outcome:
             return outcome
-        replaced |= _replace_tasks_on_down_nodes(client, service, found, replaced, emit)
+        down = _waiting_on_down_nodes(client, found)
+        stalled_since = (stalled_since or time.monotonic()) if down else None
+        if down and time.monotonic() - stalled_since > NODE_DOWN_GRACE:
+            raise NodeDown(f"the rollout of {name} waits on {', '.join(down)}, which is down: Swarm finishes it "
+                           "when the node is back (`zdd status` then records the new version), or once you drop "
+                           f"the node (`docker node rm --force {down[0]}`); meanwhile the other nodes serve")
         time.sleep(poll)
     raise SwarmError(f"{name} did not finish rolling out within {timeout:.0f}s: see `docker service ps {name}`")
 
 
-def _replace_tasks_on_down_nodes(client, service, found: list[dict], done: set[str], emit: Emit) -> set[str]:
-    """A rollout whose new task went to a node that then went down waits for that node to
-    come back: once Swarm marks the node down, the same update again places it elsewhere."""
-    waiting = {t["node_id"]: t["node"] for t in found if t["desired"] == "running" and t["state"] in PLACING}
-    if not waiting:
-        return set()
-    down = {node.id for node in client.nodes.list() if node.attrs["Status"]["State"] == "down"}
-    stuck = {node_id: node for node_id, node in waiting.items() if node_id in down and node not in done}
-    if stuck:
-        emit(f"    {', '.join(sorted(stuck.values()))} is down: the new task placed there goes to another node")
-        service.force_update()
-    return set(stuck.values())
+def _waiting_on_down_nodes(client, found: list[dict]) -> list[str]:
+    """Nodes that are down while the rollout waits on a task there (one to start, or one to
+    stop): Swarm cannot hear from them, so it waits until they are back or removed."""
+    pending = {t["node_id"] for t in found if t["node_id"] and t["state"] != t["desired"]
+               and not (t["desired"] == "shutdown" and t["state"] in ENDED)}
+    if not pending:
+        return []
+    return sorted(node.attrs["Description"]["Hostname"] for node in client.nodes.list()
+                  if node.id in pending and node.attrs["Status"]["State"] == "down")
 
 
 def _line(name: str, task: dict) -> str:
