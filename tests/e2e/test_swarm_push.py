@@ -188,6 +188,42 @@ def node_states(lab) -> dict[str, str]:
         client.close()
 
 
+def set_availability(lab, availability: str, *hostnames: str) -> None:
+    client = docker.DockerClient(base_url=lab.docker_host)
+    try:
+        for node in client.nodes.list():
+            if node.attrs["Description"]["Hostname"] in hostnames:
+                node.update({**node.attrs["Spec"], "Availability": availability})
+    finally:
+        client.close()
+
+
+def test_a_version_unhealthy_on_one_node_is_rolled_back_everywhere(lab, swarm_server, tmp_path):
+    server, app, host = swarm_server, "picky", "picky.swarm.test"
+    assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry", lab.registry).returncode == 0
+    assert server.zdd("scale", app, "web=3").returncode == 0
+    repo = AppRepo(tmp_path / "work", server.repo(app))
+    v1 = repo.commit("p1")
+    assert "is live at" in repo.push("main").stderr
+    probe = '[ \\"$ZDD_NODE\\" != node3 ] && /bin/busybox wget -q -O /dev/null http://127.0.0.1:8000/'
+    healthcheck = f'HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD ["/bin/busybox", "sh", "-c", "{probe}"]'
+    dockerfile = app_dockerfile(healthcheck=None).replace("CMD [", f"{healthcheck}\nCMD [")
+    repo.commit("p2", dockerfile=dockerfile)
+
+    load = lab.load(f"http://127.0.0.1:{server.http_port}/", host)
+    set_availability(lab, "pause", "node1", "node2")  # the new task must go to node3, where it is unhealthy
+    try:
+        pushed = repo.push("main")
+    finally:
+        set_availability(lab, "active", "node1", "node2")
+        seen = load.stop()
+    assert "rolled back" in pushed.stderr and "on node3" in pushed.stderr, pushed.stderr
+    for kind in ("strict", "retrying"):
+        assert seen[kind]["failed"] == 0 and set(seen[kind]["bodies"]) == {"p1"}, seen[kind]
+    assert {t["sha"] for t in tasks(server, app)} == {v1} and server.status(app)["sha"] == v1
+    assert server.zdd("destroy", app, "--yes").returncode == 0
+
+
 def recorded_and_running(server, app: str, replicas: int = 3) -> bool:
     """zdd's live record names the one version that every running task runs."""
     running = [t["sha"] for t in tasks(server, app) if t["status"] == "running"]
