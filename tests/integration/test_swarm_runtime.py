@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +20,10 @@ import docker
 import pytest
 
 from zdd import swarm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from loadclient import enter_netns  # noqa: E402
+from probes import http_get, wait_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "scripts" / "swarm-lab"
@@ -161,6 +166,20 @@ def proxy_image(client, folder: Path, service: str) -> str:
     return "zdd-swarmtest-proxy:1"
 
 
+def answers_inside(netns: str, url: str) -> bool:
+    """Whether ``url`` answers 200 when asked from inside the network namespace ``netns``."""
+    answer = []
+
+    def get() -> None:
+        enter_netns(f"/run/netns/{netns}")
+        answer.append(http_get(url, timeout=2)[0])
+
+    thread = threading.Thread(target=get)
+    thread.start()
+    thread.join()
+    return answer == [200]
+
+
 def test_keep_alive_clients_through_the_proxy_lose_nothing_while_the_service_rolls(cluster, tmp_path):
     """The proxy Swarm mode will run, here with a Caddyfile of its own: with `refresh 30s` and
     no retries instead, about 95 of 1,000 requests per client failed in this test."""
@@ -177,6 +196,7 @@ def test_keep_alive_clients_through_the_proxy_lose_nothing_while_the_service_rol
     try:
         proxy.reload()
         url = f"http://{manager}:{proxy.attrs['NetworkSettings']['Ports']['8080/tcp'][0]['HostPort']}"
+        assert wait_for(lambda: answers_inside(netns, url), timeout=30), "the proxy listens before the load starts"
         stop = tmp_path / "stop"
         load = subprocess.Popen(["nsenter", f"--net=/run/netns/{netns}", sys.executable, "-c", LOAD,
                                  str(REPO / "bench"), url, str(stop)], stdout=subprocess.PIPE, text=True)
