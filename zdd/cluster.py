@@ -142,7 +142,7 @@ def _undo(version, live: dict | None, rolled: list[str], timer) -> None:
 
 
 def _remove_undeclared(client, app: str, wanted: set[str], emit: Emit) -> None:
-    for service in client.services.list(filters={"label": f"{SERVICE_LABEL}={app}"}):
+    for service in services(client, app):
         if service.attrs["Spec"]["Labels"].get("zdd.process") not in wanted:
             service.remove()
             emit(f"    removed the service {service.name}: its process is no longer declared or is scaled to 0")
