@@ -111,8 +111,8 @@ def test_a_worker_gated_by_the_image_healthcheck_is_told_how_to_opt_out(server, 
     accepted = repo.push("main")
 
     expect(refused.stderr, "set healthcheck = false on processes.worker in zdd.toml")
+    pushed_live(accepted)  # first: its output says why, if it did not deploy
     assert containers_of(docker_client, app) != before
-    pushed_live(accepted)
     assert http_get(site + "/") == (200, "v3")
 
 
