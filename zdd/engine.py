@@ -35,19 +35,24 @@ def find_image(client: docker.DockerClient, tag: str):
 
 # A cached layer this build started from was deleted meanwhile (another app's images pruned or
 # destroyed at that moment: apps with the same Dockerfile steps share layers). Building again works.
-LAYER_REMOVED_DURING_BUILD = ("unknown parent image ID", "failed to set parent")
+LAYER_REMOVED_DURING_BUILD = ("unknown parent image ID", "failed to set parent", "failed to get digest")
+BUILD_ATTEMPTS = 3
 
 
 def build_image(client, context: IO[bytes], tag: str, labels: dict, emit: Emit):
     """Build from a seekable tar stream, streaming the build's output line by line."""
-    try:
-        return _build_once(client, context, tag, labels, emit)
-    except BuildFailed as error:
-        if not any(text in str(error) for text in LAYER_REMOVED_DURING_BUILD):
-            raise
+    for attempt in range(1, BUILD_ATTEMPTS + 1):
+        try:
+            return _build_once(client, context, tag, labels, emit)
+        except BuildFailed as error:
+            if attempt == BUILD_ATTEMPTS or not _layer_removed(error):
+                raise
         emit("a cached layer was removed during the build (another app's images were pruned): building again")
         context.seek(0)
-        return _build_once(client, context, tag, labels, emit)
+
+
+def _layer_removed(error: Exception) -> bool:
+    return any(text in str(error) for text in LAYER_REMOVED_DURING_BUILD)
 
 
 def _build_once(client, context: IO[bytes], tag: str, labels: dict, emit: Emit):
