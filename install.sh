@@ -105,6 +105,8 @@ setup_swarm() {
   [ -n "$REGISTRY" ] || REGISTRY=$(setup_registry)
 }
 
+answers() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
 # Debian's docker-registry on this manager's swarm address, port 5000, with no auth: the
 # nodes reach it on the cluster's private network only (firewall port 5000 from elsewhere).
 setup_registry() {
@@ -123,9 +125,13 @@ storage:
 http:
   addr: $address:5000
 CONFIG
-  if ! cmp -s /etc/docker/registry/config.yml.zdd /etc/docker/registry/config.yml; then
+  if ! cmp -s /etc/docker/registry/config.yml.zdd /etc/docker/registry/config.yml || ! answers "$address" 5000; then
     mv /etc/docker/registry/config.yml.zdd /etc/docker/registry/config.yml
-    systemctl restart docker-registry >&2
+    # systemd's unit, or the package's init script without systemd (whose restart stops at "not running")
+    service docker-registry stop >/dev/null 2>&1 || true
+    service docker-registry start >/dev/null 2>&1 || die "Debian's docker-registry did not start: service docker-registry start"
+    for _ in $(seq 50); do answers "$address" 5000 && break; sleep 0.2; done
+    answers "$address" 5000 || die "Debian's docker-registry does not answer on $address:5000: see its log (journalctl -u docker-registry, or /var/log/docker-registry.log)"
     echo "registry: Debian's docker-registry listens on $address:5000" >&2
   fi
   rm -f /etc/docker/registry/config.yml.zdd

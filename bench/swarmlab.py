@@ -21,13 +21,15 @@ LAB = REPO / "scripts" / "swarm-lab"
 
 
 class SwarmLab:
-    def __init__(self):
+    def __init__(self, nodes: int = 3, bare: bool = False):
+        """bare: engines only, as servers before install.sh (no registry, swarm or image)."""
+        self.options = ["--nodes", str(nodes)] + (["--bare"] if bare else [])
         self.parent = Path(tempfile.mkdtemp(prefix="zl-", dir="/tmp"))  # short: dockerd's sockets go below it
         self.folder = self.parent / "lab"
         self.env: dict[str, str] = {}
 
     def __enter__(self) -> "SwarmLab":
-        up = subprocess.run([str(LAB), "up", "--dir", str(self.folder)], capture_output=True, text=True, timeout=300)
+        up = subprocess.run([str(LAB), "up", "--dir", str(self.folder), *self.options], capture_output=True, text=True, timeout=300)
         if up.returncode != 0:
             self.down()
             raise RuntimeError(f"swarm-lab up failed:\n{up.stdout}{up.stderr}")
@@ -47,6 +49,14 @@ class SwarmLab:
     @property
     def docker_host(self) -> str:
         return self.env["DOCKER_HOST"]
+
+    @property
+    def node_hosts(self) -> list[str]:
+        return self.env["ZDDLAB_NODE_HOSTS"].split()
+
+    @property
+    def node_addrs(self) -> list[str]:
+        return self.env["ZDDLAB_NODE_ADDRS"].split()
 
     @property
     def registry(self) -> str:

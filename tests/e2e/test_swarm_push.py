@@ -7,13 +7,14 @@ healthy is rolled back by Swarm with the old one serving; every command works.""
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import docker
 import pytest
 
-from conftest import REPO, AppRepo, Server, app_dockerfile, run, wait_for
+from conftest import REPO, AppRepo, Server, app_dockerfile, pushed_live, run, wait_for
 
 sys.path.insert(0, str(REPO / "bench"))
 from swarmlab import SwarmLab  # noqa: E402
@@ -25,6 +26,61 @@ WORKER_TOML = """
 command = "/bin/busybox sh -c 'echo working; exec /bin/busybox sleep 1000'"
 healthcheck = false
 """
+
+
+REGISTRY_CONFIG = Path("/etc/docker/registry/config.yml")
+REGISTRY_DATA = Path("/var/lib/docker-registry/docker")  # Debian's rootdirectory, below it what was pushed
+REGISTRY_LOG = Path("/var/log/docker-registry.log")  # written by the package's init script (no systemd here)
+
+
+def test_install_on_bare_servers_starts_the_swarm_and_registry_and_its_join_line_adds_a_server(tmp_path):
+    """What a user does on servers with only Docker: install.sh on the first one starts the swarm
+    and Debian's registry there and prints the join line; run on the second server, that line
+    adds it, and it runs replicas pulled from that registry. install.sh runs inside node1's
+    network namespace, as on a real manager. (First in this file: its own lab is down before
+    the module's lab comes up.)"""
+    config_before = REGISTRY_CONFIG.read_bytes() if REGISTRY_CONFIG.exists() else None
+    data_before, log_before = REGISTRY_DATA.exists(), REGISTRY_LOG.exists()
+    with SwarmLab(nodes=2, bare=True) as bare:
+        try:
+            server = Server(tmp_path / "server")
+            server.env.update({"DOCKER_HOST": bare.docker_host, "ZDD_CADDY_BIN": str(STATIC_CADDY),
+                               "ZDD_TLS": "internal", "ZDD_SWARM_ADDR": bare.node_addrs[0],
+                               "PIP_RETRIES": "0"})  # no network in node1's namespace: this machine's wheels
+            on_manager = ["ip", "netns", "exec", bare.manager_netns, "bash", str(REPO / "install.sh")]
+            installed = run([*on_manager, "first", "--domain", f"http://{HOST}", "--swarm"], env=server.env)
+            assert installed.returncode == 0, installed.stderr + installed.stdout
+            assert "initialised a swarm: this server is its manager" in installed.stdout
+            registry = f"{bare.node_addrs[0]}:5000"
+            assert f"registry: Debian's docker-registry listens on {registry}" in installed.stderr
+            assert json.loads((server.root / "settings.json").read_text())["registry"] == registry
+            join = re.search(r"docker swarm join --token \S+ \S+", installed.stdout)
+            assert join, installed.stdout
+
+            joined = run(join.group(0).split(), env={**os.environ, "DOCKER_HOST": bare.node_hosts[1]})
+            assert joined.returncode == 0, joined.stderr
+            manager = docker.DockerClient(base_url=bare.docker_host)
+            assert wait_for(lambda: [n.attrs["Status"]["State"] for n in manager.nodes.list()] == ["ready"] * 2, 60)
+
+            on_worker = run(["bash", str(REPO / "install.sh"), "second", "--domain", "http://b.swarm.test", "--swarm"],
+                            env={**server.env, "DOCKER_HOST": bare.node_hosts[1]})
+            assert on_worker.returncode != 0, on_worker.stdout
+            assert "is in a swarm but is not a manager" in on_worker.stderr, on_worker.stderr
+
+            assert server.zdd("scale", "first", "web=2").returncode == 0
+            repo = AppRepo(tmp_path / "work", server.repo("first"))
+            repo.commit("v1")
+            pushed_live(repo.push("main"))
+            assert served(bare, server) == (200, "v1")
+            assert {t["node"] for t in tasks(server, "first")} == {"node1", "node2"}, "a replica on the joined server"
+        finally:
+            run(["ip", "netns", "exec", bare.manager_netns, "service", "docker-registry", "stop"])
+            if config_before is not None:
+                REGISTRY_CONFIG.write_bytes(config_before)
+            if not data_before:
+                shutil.rmtree(REGISTRY_DATA, ignore_errors=True)
+            if not log_before:
+                REGISTRY_LOG.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
