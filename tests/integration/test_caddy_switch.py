@@ -125,6 +125,9 @@ def test_route_files_and_host_links_move_traffic_without_reload(which, tmp_path,
         assert get(https_port, "b.test", tls=True)[:2] == (200, "blue"), "a certificate is issued on demand"
         assert get(https_port, "a.test", tls=True)[0] == 0, "no certificate for a host served over HTTP only"
         assert get(https_port, "nobody.test", tls=True)[0] == 0, "no certificate for an unknown host"
+        assert get(http_port, "A.Test")[:2] == (200, "other"), "host names are case-insensitive"
+        assert get(http_port, "B.TEST", "/x") == (308, "", f"https://b.test:{https_port}/x")
+        assert get(https_port, "B.Test", tls=True)[:2] == (200, "blue")
         assert get(http_port, "nobody.test")[0] == 404
         for host in ("..", "*", "a.test.", "-a.test"):
             assert get(http_port, host)[0] in (400, 404), host
