@@ -65,7 +65,12 @@ def any_published(server) -> bool:
 
 def _published(server, app: str) -> bool:
     app_dir = server.app_dir(app)
-    return bool(slots.read_ports(app_dir) and ((app_dir / PUBLISHED).exists() or state.read_live(app_dir)))
+    return _routable(app_dir) and ((app_dir / PUBLISHED).exists() or bool(state.read_live(app_dir)))
+
+
+def _routable(app_dir) -> bool:
+    """A route file, or slot ports (a live app of a zdd that routed by flag files has no route file yet)."""
+    return caddy.has_route(app_dir / "route") or bool(slots.read_ports(app_dir))
 
 
 def route_dir(server, app: str):
@@ -81,7 +86,6 @@ def route_to(server, app: str, slot: str) -> None:
 
 
 def route_to_service(server, app: str, port: int) -> None:
-    slot_ports(server, app)  # unused in Swarm mode, but what marks an app as set up to serve
     caddy.route_to_service(route_dir(server, app), app, port)
 
 
@@ -126,7 +130,7 @@ def _wanted(server, including: str | None, leaving: str | None):
 
 def _serving(server, including: str | None, leaving: str | None) -> list[str]:
     return [app for app in server.app_names() if app != leaving and (
-        _published(server, app) or app == including and slots.read_ports(server.app_dir(app)))]
+        _published(server, app) or app == including and _routable(server.app_dir(app)))]
 
 
 def _adopt_flag_routes(server) -> None:

@@ -171,6 +171,7 @@ def test_every_command_works_in_swarm_mode(lab, swarm_server, tmp_path):
     repo.commit("t1", dockerfile=app_dockerfile(cmd=serve))
     assert "is live at" in repo.push("main").stderr
     assert served(lab, server, host) == (200, "t1")
+    assert not (server.root / "apps" / app / "slots.json").exists(), "no loopback ports held for a Swarm app"
 
     status = server.zdd("status", app)
     assert status.returncode == 0 and "tools: " in status.stdout and "node" in status.stdout, status.stdout
