@@ -47,7 +47,7 @@ def deploy(server: config.Server, app: str, sha: str, ref: str, emit: Emit, clie
     app_dir = server.app_dir(app)
     client = client or engine.connect()
     with state.deploy_lock(app_dir, emit):
-        live = (cluster.reconcile if server.swarm else routing.reconcile)(server, client, app, emit)
+        live = repaired_live(server, client, app, emit)
         deploy_id = secrets.token_hex(3)
         timer = StepTimer(emit)
         started_at = state.now_iso()
@@ -322,6 +322,11 @@ def _drain(server, old_upstream: str, repo_config, emit: Emit) -> None:
         emit(f"    requests still in flight on the old container after {waited:.1f}s: stopping it anyway")
     elif outcome == "unknown":
         emit(f"    Caddy's admin API did not report requests in flight: waited {waited:.1f}s")
+
+
+def repaired_live(server, client, app: str, emit: Emit) -> dict | None:
+    """The live record, once what an interrupted deploy left is put right (on either runtime)."""
+    return (cluster.reconcile if server.swarm else routing.reconcile)(server, client, app, emit)
 
 
 def prune_images(client, app_dir, app: str, protected: set, keep: int, emit: Emit) -> None:

@@ -86,7 +86,7 @@ def scale(server: config.Server, client, app: str, counts: dict[str, int], emit:
     config.load_app(server, app)
     app_dir = server.app_dir(app)
     with state.deploy_lock(app_dir, emit):
-        live = (cluster.reconcile if server.swarm else routing.reconcile)(server, client, app, emit)
+        live = deploy.repaired_live(server, client, app, emit)
         declared = {p.name: p for p in _declared(live)} if live else None
         unknown = sorted(set(counts) - set(declared)) if declared is not None else []
         if unknown:
@@ -174,7 +174,7 @@ def checked_live(server: config.Server, client, app: str, emit: Emit) -> dict | 
     app_dir = server.app_dir(app)
     with state.lock_if_free(app_dir) as free:
         if free:
-            return (cluster.reconcile if server.swarm else routing.reconcile)(server, client, app, emit)
+            return deploy.repaired_live(server, client, app, emit)
     emit(f"a deploy of {app} is running: this is the state recorded before it")
     return state.read_live(app_dir)
 
