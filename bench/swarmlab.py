@@ -2,6 +2,7 @@
 brought up in a short folder of its own, torn down completely, and HTTP clients inside
 the manager's network namespace (Caddy's container publishes its ports there)."""
 
+import contextlib
 import hashlib
 import os
 import re
@@ -12,6 +13,8 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
+
+import docker
 
 from loadclient import KeepAliveClient, enter_netns
 from probes import http_get
@@ -57,6 +60,15 @@ class SwarmLab:
     @property
     def node_addrs(self) -> list[str]:
         return self.env["ZDDLAB_NODE_ADDRS"].split()
+
+    @contextlib.contextmanager
+    def manager(self):
+        """A Docker client of the manager's engine, closed afterwards."""
+        client = docker.DockerClient(base_url=self.docker_host)
+        try:
+            yield client
+        finally:
+            client.close()
 
     @property
     def registry(self) -> str:

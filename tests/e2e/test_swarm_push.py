@@ -11,7 +11,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import docker
 import pytest
 
 from conftest import REPO, AppRepo, Server, app_dockerfile, pushed_live, run, wait_for
@@ -59,8 +58,8 @@ def test_install_on_bare_servers_starts_the_swarm_and_registry_and_its_join_line
 
             joined = run(join.group(0).split(), env={**os.environ, "DOCKER_HOST": bare.node_hosts[1]})
             assert joined.returncode == 0, joined.stderr
-            manager = docker.DockerClient(base_url=bare.docker_host)
-            assert wait_for(lambda: [n.attrs["Status"]["State"] for n in manager.nodes.list()] == ["ready"] * 2, 60)
+            with bare.manager() as manager:
+                assert wait_for(lambda: [n.attrs["Status"]["State"] for n in manager.nodes.list()] == ["ready"] * 2, 60)
 
             on_worker = run(["bash", str(REPO / "install.sh"), "second", "--domain", "http://b.swarm.test", "--swarm"],
                             env={**server.env, "DOCKER_HOST": bare.node_hosts[1]})
@@ -192,12 +191,9 @@ def test_every_command_works_in_swarm_mode(lab, swarm_server, tmp_path):
     assert "storage, which lives on the manager" in restarted.stdout, restarted.stdout + restarted.stderr
     assert {t["node"] for t in tasks(server, app)} == {"node1"}
     assert server.zdd("run", app, "--", "/bin/busybox", "sh", "-c", "echo kept > /data/note").returncode == 0
-    manager = docker.DockerClient(base_url=lab.docker_host)
-    try:
+    with lab.manager() as manager:
         web = manager.containers.list(filters={"label": "com.docker.swarm.service.name=zdd-tools-web"})
         assert web and all(c.exec_run(["/bin/busybox", "cat", "/data/note"]).output == b"kept\n" for c in web)
-    finally:
-        manager.close()
 
     destroyed = server.zdd("destroy", app, "--yes", "--storage")
     assert destroyed.returncode == 0, destroyed.stderr
@@ -238,21 +234,15 @@ def test_a_failed_registry_push_keeps_the_live_version_and_a_killed_deploy_is_re
 
 
 def node_states(lab) -> dict[str, str]:
-    client = docker.DockerClient(base_url=lab.docker_host)
-    try:
+    with lab.manager() as client:
         return {n.attrs["Description"]["Hostname"]: n.attrs["Status"]["State"] for n in client.nodes.list()}
-    finally:
-        client.close()
 
 
 def set_availability(lab, availability: str, *hostnames: str) -> None:
-    client = docker.DockerClient(base_url=lab.docker_host)
-    try:
+    with lab.manager() as client:
         for node in client.nodes.list():
             if node.attrs["Description"]["Hostname"] in hostnames:
                 node.update({**node.attrs["Spec"], "Availability": availability})
-    finally:
-        client.close()
 
 
 def test_a_version_unhealthy_on_one_node_is_rolled_back_everywhere(lab, swarm_server, tmp_path):
@@ -326,11 +316,8 @@ def test_caddys_container_replaced_keeps_its_certificates_and_config(lab, swarm_
     assert "is live at" in repo.push("main").stderr
     first = lab.certificate(server.https_port, host)  # issued on demand by Caddy's internal CA
 
-    manager = docker.DockerClient(base_url=lab.docker_host)
-    try:
+    with lab.manager() as manager:
         manager.containers.get("zdd-caddy").remove(force=True)
-    finally:
-        manager.close()
     rendered = server.zdd("render")
     assert rendered.returncode == 0 and "zdd-caddy started" in rendered.stdout, rendered.stdout + rendered.stderr
     assert wait_for(lambda: served(lab, server, "nobody.test") == (404, "no app is served at this address"),

