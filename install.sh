@@ -20,6 +20,19 @@ set -euo pipefail
 die() { echo "install.sh: error: $*" >&2; exit 2; }
 usage() { echo "usage: $0 APP --domain ADDRESS [--port PORT] [--branch BRANCH] [--user USER] [--keep N] [--swarm [--registry HOST:PORT]]" >&2; exit 2; }
 
+# Whether TEXT has a line that is exactly LINE. Check a command's output with
+# has_line "$(command)" LINE, not with a grep -q reading it through a pipe: grep exits at
+# the first match, the command dies of SIGPIPE, and pipefail fails the check (issue 16).
+has_line() { [[ $'\n'$1$'\n' == *$'\n'"$2"$'\n'* ]]; }
+
+# Whether this engine pulls from the registry HOST:PORT over plain HTTP (insecure-registries).
+trusts_registry() {
+  has_line "$(docker info --format '{{range .RegistryConfig.IndexConfigs}}{{.Name}} {{.Secure}}{{"\n"}}{{end}}')" "$1 false"
+}
+
+# Sourced (tests/unit/test_shell_pipelines.py): just the functions above.
+[[ ${BASH_SOURCE[0]:-$0} == "$0" ]] || return 0
+
 SRC=$(cd "$(dirname "$0")" && pwd)
 APP="" DOMAIN="" PORT="" BRANCH="main" DEPLOY_USER="" KEEP="" SWARM="" REGISTRY=""
 [ $# -ge 1 ] || usage
@@ -135,8 +148,7 @@ CONFIG
     echo "registry: Debian's docker-registry listens on $address:5000" >&2
   fi
   rm -f /etc/docker/registry/config.yml.zdd
-  docker info --format '{{range .RegistryConfig.IndexConfigs}}{{.Name}} {{.Secure}}{{"\n"}}{{end}}' |
-    grep -qx "$address:5000 false" ||
+  trusts_registry "$address:5000" ||
     die "the engine must trust the registry: add \"insecure-registries\": [\"$address:5000\"] to /etc/docker/daemon.json on every server, restart docker, then re-run"
   echo "$address:5000"
 }
@@ -147,9 +159,10 @@ if [ "$(cat "$VENV/.zdd-source" 2>/dev/null)" != "$fingerprint" ]; then
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   # from a copy: pip builds in the source folder, and two installs at once would collide there
   stage=$(mktemp -d)
-  mkdir "$stage/zdd"
+  mkdir -p "$stage/zdd/runtimes"
   cp "$SRC/setup.cfg" "$SRC/pyproject.toml" "$SRC/README.md" "$stage/"
   cp "$SRC"/zdd/*.py "$stage/zdd/"
+  cp "$SRC"/zdd/runtimes/*.py "$stage/zdd/runtimes/"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "$stage" || { rm -rf "$stage"; exit 1; }
   rm -rf "$stage"
   echo "$fingerprint" > "$VENV/.zdd-source"
@@ -198,7 +211,7 @@ if [ -n "$DEPLOY_USER" ]; then
   getent group docker >/dev/null || groupadd docker
   getent group zdd >/dev/null || groupadd zdd
   for group in docker zdd; do
-    id -nG "$DEPLOY_USER" | tr ' ' '\n' | grep -qx "$group" || { usermod -aG "$group" "$DEPLOY_USER"; echo "added $DEPLOY_USER to group $group"; }
+    has_line "$(id -nG "$DEPLOY_USER" | tr ' ' '\n')" "$group" || { usermod -aG "$group" "$DEPLOY_USER"; echo "added $DEPLOY_USER to group $group"; }
   done
   # zdd replaces the Caddyfile atomically, so the deploy user's group writes its folder.
   caddy_dir=$(dirname "$ZDD_CADDYFILE")
