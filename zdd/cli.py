@@ -10,13 +10,19 @@ from pathlib import Path
 import docker.errors
 import requests.exceptions
 
-from zdd import (__version__, appenv, config, deploy, engine, gitrepo, hook, install, keys, oneoff, ops,
-                 processes, remote, routing, sshgate, state, storage)
+from zdd import __version__, appenv
+from zdd import app as apps
+from zdd import config, deploy, engine, gitrepo, hook, install, keys, ops, processes, remote, retention, runtimes, sshgate
 from zdd.errors import GitError, InvalidInput, ZddError
 
 
 def emit(line: str) -> None:
     print(line, flush=True)
+
+
+def _app(server, args):
+    """The app the command names, and the server's runtime."""
+    return apps.load(server, args.app), runtimes.runtime_for(server)
 
 
 def cmd_hook(server, args) -> int:
@@ -25,64 +31,44 @@ def cmd_hook(server, args) -> int:
 
 
 def cmd_deploy(server, args) -> int:
-    sha = gitrepo.resolve_commit(gitrepo.open_repo(server.repo_path(args.app)), args.ref)
-    deploy.deploy(server, args.app, sha, args.ref, emit)
+    app, runtime = _app(server, args)
+    sha = gitrepo.resolve_commit(app.repo(), args.ref)
+    deploy.deploy(app, runtime, sha, args.ref, emit)
     return 0
 
 
 def cmd_rollback(server, args) -> int:
-    app_dir = server.app_dir(args.app)
-    config.load_app(server, args.app)
+    app, runtime = _app(server, args)
     if args.ref:
         return cmd_deploy(server, args)
-    target = previous_live(state.read_history(app_dir), state.read_live(app_dir))
+    target = retention.previous_live(app.history(), app.live())
     if target is None:
         raise GitError(f"{args.app} has no earlier live version to roll back to: name a ref")
     emit(f"==> Rolling back to {target['sha'][:12]} ({target['ref']})")
-    deploy.deploy(server, args.app, target["sha"], target["ref"], emit)
+    deploy.deploy(app, runtime, target["sha"], target["ref"], emit)
     return 0
 
 
-def previous_live(history: list[dict], live: dict | None) -> dict | None:
-    """The most recent successful deploy of a SHA other than the live one."""
-    current = live and live["sha"]
-    for entry in reversed(history):
-        if entry.get("outcome") == "live" and entry["sha"] != current:
-            return entry
-    return None
-
-
 def cmd_status(server, args) -> int:
-    client = engine.connect()
-    live = ops.checked_live(server, client, args.app, lambda line: print(line, file=sys.stderr))
-    table = ops.process_table(server, client, args.app, live)
+    app, runtime = _app(server, args)
+    live = ops.checked_live(app, runtime, lambda line: print(line, file=sys.stderr))
+    table = ops.process_table(app, runtime, live)
     if args.json:
         print(json.dumps({**live, "process_table": table} if live else {"app": args.app, "sha": None},
                          indent=2, sort_keys=True))
-    elif live and server.swarm:
-        print(f"{args.app}: {live['sha'][:12]} ({live['ref']}) live since {live['deployed_at']}")
-        image = live.get("remote_image", live["image"])
-        print(f"  service {live['container']} -> {live['upstream']}, image {image[:70]}")
-        for name, row in table.items():
-            print(f"  {name}: {sum(c['status'] == 'running' for c in row['containers'])}/{row['wanted']} running"
-                  f" ({oneoff.shown(row['command'])})")
-            for task in row["containers"]:
-                print(f"    {task['name']:<32} {task['sha'][:12]:<12} {task['node']:<20} {task['status']}")
     elif live:
         print(f"{args.app}: {live['sha'][:12]} ({live['ref']}) live since {live['deployed_at']}")
-        print(f"  container {live['container']} -> {live['upstream']}, image {live['image'][:60]}")
-        for name, row in table.items():
-            states = ", ".join(f"{c['name']} {c['health'] or c['status']}" for c in row["containers"]) or "none"
-            print(f"  {name}: {len(row['containers'])}/{row['wanted']} ({oneoff.shown(row['command'])}): {states}")
+        for line in runtime.status_lines(app, live, table):
+            print(line)
     else:
         print(f"{args.app}: nothing deployed yet")
     return 0
 
 
 def cmd_history(server, args) -> int:
-    config.load_app(server, args.app)
-    entries = state.read_history(server.app_dir(args.app))
-    kept = {image["sha"] for image in engine.app_images(engine.connect(), args.app)}
+    app, runtime = _app(server, args)
+    entries = app.history()
+    kept = {image["sha"] for image in engine.app_images(runtime.client, args.app)}
     for entry in entries:
         entry["image_kept"] = entry["sha"] in kept
     if args.json:
@@ -110,7 +96,7 @@ def cmd_init(root, args) -> int:
 
 
 def cmd_apps(server, args) -> int:
-    rows = ops.overview(server, engine.connect())
+    rows = ops.overview(server, runtimes.runtime_for(server))
     if args.only is not None:
         rows = [row for row in rows if row["app"] in args.only.split(",")]
     if args.json:
@@ -137,8 +123,7 @@ def _age(seconds: int) -> str:
 
 
 def cmd_env(server, args) -> int:
-    config.load_app(server, args.app)
-    app_dir = server.app_dir(args.app)
+    app_dir = apps.load(server, args.app).dir
     if args.action == "set":
         pairs = dict(appenv.parse_assignment(item) for item in args.items)
         appenv.update(app_dir, pairs, [])
@@ -153,25 +138,27 @@ def cmd_env(server, args) -> int:
 
 
 def cmd_render(server, args) -> int:
-    outcome = routing.refresh(server, emit, force=args.force)
+    outcome = runtimes.runtime_for(server).refresh_routes(emit, force=args.force)
     if outcome == "unchanged":
         emit(f"{server.caddyfile} is up to date: nothing to reload")
     return 0
 
 
 def cmd_logs(server, args) -> int:
-    for text in ops.logs(server, engine.connect(), args.app, args.follow, args.tail, args.process):
+    app, runtime = _app(server, args)
+    for text in ops.logs(app, runtime, args.follow, args.tail, args.process):
         sys.stdout.write(text)
         sys.stdout.flush()
     return 0
 
 
 def cmd_restart(server, args) -> int:
-    ops.restart(server, args.app, emit)
+    ops.restart(*_app(server, args), emit)
     return 0
 
 
 def cmd_destroy(server, args) -> int:
+    app, runtime = _app(server, args)
     if not args.yes:
         if not sys.stdin.isatty():
             raise InvalidInput(f"destroying {args.app} needs confirmation: run it in a terminal, or add --yes")
@@ -180,22 +167,20 @@ def cmd_destroy(server, args) -> int:
         if answer.strip() != args.app:
             emit("not destroyed")
             return 1
-    ops.destroy(server, engine.connect(), args.app, emit, with_storage=args.storage)
+    ops.destroy(app, runtime, emit, with_storage=args.storage)
     return 0
 
 
 def cmd_scale(server, args) -> int:
-    client = engine.connect()
+    app, runtime = _app(server, args)
     if args.counts:
-        ops.scale(server, client, args.app, processes.parse_scale(args.counts, server.swarm), emit)
+        ops.scale(app, runtime, processes.parse_scale(args.counts, runtime.web_scales), emit)
         return 0
-    config.load_app(server, args.app)
-    live = state.read_live(server.app_dir(args.app))
-    table = ops.process_table(server, client, args.app, live)
+    table = ops.process_table(app, runtime, app.live())
     for name, row in table.items():
         print(f"{name}={row['wanted']}  ({len(row['containers'])} running)")
     if not table:
-        saved = processes.read_scale(server.app_dir(args.app))
+        saved = app.scale
         print(" ".join(f"{name}={count}" for name, count in saved.items()) or f"{args.app}: nothing deployed yet")
     return 0
 
@@ -204,13 +189,13 @@ def cmd_storage(server, args) -> int:
     if args.action in ("add", "remove") and len(args.items) != 1:
         raise InvalidInput(f"zdd storage APP {args.action} takes one argument: "
                            + ("NAME:/path/in/container or FOLDER:/path" if args.action == "add" else "NAME or /path"))
+    app, runtime = _app(server, args)
     if args.action == "add":
-        ops.add_storage(server, engine.connect(), args.app, args.items[0], emit)
+        ops.add_storage(app, runtime, args.items[0], emit)
     elif args.action == "remove":
-        ops.remove_storage(server, args.app, args.items[0], emit)
+        ops.remove_storage(app, args.items[0], emit)
     else:
-        config.load_app(server, args.app)
-        mounts = storage.read(server.app_dir(args.app))
+        mounts = app.mounts
         for mount in mounts:
             print(mount.describe())
         if not mounts:
@@ -222,7 +207,8 @@ def cmd_run(server, args) -> int:
     command = args.words
     extra = dict(appenv.parse_assignment(item) for item in args.env)
     tty = sys.stdin.isatty() and sys.stdout.isatty()
-    return oneoff.run(server, engine.connect(), args.app, command, args.process, extra, tty)
+    app, runtime = _app(server, args)
+    return runtime.run(app, command, args.process, extra, tty)
 
 
 def cmd_keys(server, args) -> int:

@@ -30,12 +30,8 @@ class Server:
     http_port: int = 80              # the shared sites of apps addressed by host name
     https_port: int = 443
     tls: str = "acme"                # or "internal": certificates from Caddy's own CA
-    runtime: str = "engine"          # or "swarm": each process a Swarm service (install.sh --swarm)
+    runtime: str = "engine"          # which zdd.runtimes runs the apps: "swarm" with install.sh --swarm
     registry: str | None = None      # swarm: where the nodes pull images from, HOST:PORT
-
-    @property
-    def swarm(self) -> bool:
-        return self.runtime == "swarm"
 
     def repo_path(self, app: str) -> Path:
         return self.root / f"{app}.git"

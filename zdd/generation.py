@@ -8,7 +8,7 @@ import time
 from typing import Callable
 
 from zdd import engine, health, names, processes
-from zdd.errors import ContainerFailed
+from zdd.errors import ContainerFailed, ZddError
 
 Emit = Callable[[str], None]
 
@@ -30,6 +30,23 @@ class Version:
     def labels(self, process: str, **extra: str) -> dict:
         return labels(self.app, self.sha, self.ref, process, self.deploy_id, **extra)
 
+    @property
+    def image_tag(self) -> str:
+        return names.image_tag(self.app, self.sha)
+
+    def declared(self) -> dict:
+        """The processes its zdd.toml declares, as the live record keeps them."""
+        return {p.name: p.as_dict() for p in self.config.processes}
+
+
+def live_version(client, app, live: dict, repo_config) -> Version:
+    """The live version of ``app`` (a zdd.app.App), to start more of its containers."""
+    image = engine.find_image(client, live["image"])
+    if image is None:
+        raise ZddError(f"the live image {live['image']} is missing: `zdd restart {app.name}` rebuilds it")
+    return Version(client, image, app.name, live["sha"], live["ref"], live["deploy_id"], repo_config,
+                   app.env, app.mounts)
+
 
 def labels(app: str, sha: str, ref: str, process: str, deploy_id: str, **extra: str) -> dict:
     return {**names.labels(app, sha, ref), "zdd.process": process, "zdd.deploy": deploy_id, **extra}
@@ -38,7 +55,7 @@ def labels(app: str, sha: str, ref: str, process: str, deploy_id: str, **extra: 
 def web_labels(version: Version, slot: str, port: int) -> dict:
     """The web container also carries the generation's process list, so that a deploy
     interrupted after its switch can be adopted with every process it declared."""
-    spec = json.dumps({p.name: p.as_dict() for p in version.config.processes}, sort_keys=True)
+    spec = json.dumps(version.declared(), sort_keys=True)
     return version.labels(processes.WEB, **{"zdd.slot": slot, "zdd.port": str(port), "zdd.processes": spec})
 
 

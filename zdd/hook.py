@@ -3,28 +3,30 @@ put the server's ref back so it shows what is live and a re-push retries."""
 
 from typing import Callable
 
-from zdd import config, deploy, gitrepo, state
+from zdd import app as apps
+from zdd import config, deploy, gitrepo, runtimes
 from zdd.push import ZERO_SHA, RefUpdate, parse_updates, plan_push
 
 Emit = Callable[[str], None]
 
 
-def handle_push(server: config.Server, app: str, stdin_text: str, emit: Emit, client=None) -> int:
-    settings = config.load_app(server, app)
+def handle_push(server: config.Server, name: str, stdin_text: str, emit: Emit) -> int:
+    app = apps.load(server, name)
+    settings = app.settings
     plan = plan_push(parse_updates(stdin_text), settings.branch)
     for update, reason in plan.skipped:
         emit(f"==> Skipped {update.short_name}: {reason}")
     if plan.deploy is None:
         emit("==> Nothing to deploy in this push")
         return 0
-    repo = gitrepo.open_repo(server.repo_path(app))
+    repo = app.repo()
     update = plan.deploy
     try:
         sha = gitrepo.resolve_commit(repo, update.new)
-        deploy.deploy(server, app, sha, update.ref, emit, client=client)
+        deploy.deploy(app, runtimes.runtime_for(server), sha, update.ref, emit)
         return 0
     except Exception as error:
-        live = state.read_live(server.app_dir(app))  # after the deploy's own repair, if any
+        live = app.live()  # after the deploy's own repair, if any
         _restore_ref(repo, update, settings.branch, live, emit)
         if getattr(error, "old_version_serves", True):
             _say_what_serves(live, settings.domain, emit)

@@ -11,7 +11,7 @@ from typing import Callable
 
 import git
 
-from zdd import caddy, config, names, routing, state
+from zdd import caddy, config, names, runtimes, state
 from zdd.errors import InvalidInput
 
 Emit = Callable[[str], None]
@@ -46,9 +46,7 @@ def init_app(root, app: str, domain: str, port, branch: str, emit: Emit, *, keep
     keep_images = keep_images or current.get("keep_images", 5)
     wanted = {"domain": domain, "port": port, "branch": branch, "keep_images": keep_images}
     app_changed = _write_if_changed(app_file, wanted, emit)
-    server = config.load_server(root)
-    if server.swarm or (settings_changed or app_changed) and routing.any_published(server):
-        routing.refresh(server, emit)  # in Swarm mode, this also starts Caddy's container
+    runtimes.runtime_for(config.load_server(root)).after_install(emit, changed=settings_changed or app_changed)
     repo_path = root / f"{app}.git"
     if not (repo_path / "HEAD").exists():
         git.Repo.init(repo_path, bare=True, initial_branch=branch)

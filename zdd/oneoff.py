@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Callable
 
-from zdd import appenv, config, engine, generation, processes, state, storage
+from zdd import engine, generation, processes
 from zdd.errors import ReleaseFailed, ZddError
 
 Emit = Callable[[str], None]
@@ -41,23 +41,20 @@ def release(version: generation.Version, emit: Emit) -> None:
     emit("    the release command succeeded")
 
 
-def run(server: config.Server, client, app: str, command: list[str], process: str | None,
-        extra_env: dict[str, str], tty: bool) -> int:
-    """``zdd run``: a fresh container from the live image, attached to this terminal; removed
-    afterwards, also when this process is interrupted or its SSH session drops."""
-    config.load_app(server, app)
-    app_dir = server.app_dir(app)
-    live = state.read_live(app_dir)
+def run(app, client, command: list[str], process: str | None, extra_env: dict[str, str], tty: bool) -> int:
+    """``zdd run``: a fresh container from the live image (on this engine), attached to this
+    terminal; removed afterwards, also when this process is interrupted or its SSH session drops."""
+    live = app.live()
     if live is None:
-        raise ZddError(f"{app} has nothing live to run a command in: push it first")
-    command = list(command) or list(_process_command(live, process, app))
+        raise ZddError(f"{app.name} has nothing live to run a command in: push it first")
+    command = list(command) or list(_process_command(live, process, app.name))
     image = engine.find_image(client, live["image"])
     if image is None:
-        raise ZddError(f"the live image {live['image']} is missing: `zdd restart {app}` rebuilds it")
-    labels = generation.labels(app, live["sha"], live["ref"], processes.RUN, live["deploy_id"])
-    env = {**appenv.read(app_dir), **extra_env}
-    name = f"zdd-{app}-run-{live['sha'][:12]}-{secrets.token_hex(3)}"
-    container = engine.create_interactive(client, image, name, labels, env, command, storage.read(app_dir), tty)
+        raise ZddError(f"the live image {live['image']} is missing: `zdd restart {app.name}` rebuilds it")
+    labels = generation.labels(app.name, live["sha"], live["ref"], processes.RUN, live["deploy_id"])
+    env = {**app.env, **extra_env}
+    name = f"zdd-{app.name}-run-{live['sha'][:12]}-{secrets.token_hex(3)}"
+    container = engine.create_interactive(client, image, name, labels, env, command, app.mounts, tty)
     previous = {sig: signal.signal(sig, _raise_hangup) for sig in HANGUPS}
     _hang_up_when_orphaned()
     try:

@@ -161,6 +161,12 @@ def desired(processes, scale: dict[str, int], web_scales: bool = False) -> dict[
     return {p.name: 1 if p.name == WEB and not web_scales else scale.get(p.name, 1) for p in processes}
 
 
+def declared_in(live: dict) -> list[Process]:
+    """The processes a live record's version declared, in name order."""
+    declared = live.get("processes") or {WEB: {}}
+    return [Process.from_dict(name, spec) for name, spec in sorted(declared.items())]
+
+
 def unknown_names(processes, names) -> list[str]:
     declared = {p.name for p in processes}
     return sorted(n for n in names if n not in declared)

@@ -16,7 +16,7 @@ from pathlib import Path
 import docker.errors
 import docker.types
 
-from zdd import engine, swarm
+from zdd import caddy, engine, swarm
 from zdd.errors import CaddyError
 
 CONTAINER = "zdd-caddy"
@@ -25,6 +25,30 @@ DATA_VOLUME = "zdd-caddy-data"
 IMAGE_REPOSITORY = "zdd-caddy"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 PT_INTERP = 3
+
+
+class ContainerCaddy:
+    """Swarm mode's Caddy for routing.refresh: the same checks and writes as on one server,
+    but loaded into Caddy's container, which is started with the new file if it does not run."""
+
+    in_overlay = True       # the template's upstreams: the services' tasks on the overlay
+    routes_by_slots = False
+    names = {"container": CONTAINER, "network": NETWORK}
+
+    def __init__(self, client_source):
+        self._client_source = client_source  # called when first needed: most commands never are
+
+    def apply(self, server, text: str, force: bool) -> str:
+        client = self._client_source()
+        running = is_running(client)
+        outcome = caddy.apply(server.caddy_bin, server.caddyfile, server.caddy_admin, text, force,
+                              reload=(lambda path: reload(client, path)) if running else (lambda path: None))
+        mounted = [server.hosts_dir(), server.root / "apps", server.root / "caddy.d", server.caddyfile.parent]
+        for folder in mounted:
+            folder.mkdir(parents=True, exist_ok=True)
+        if ensure(client, server.caddy_bin, server.caddyfile, mounted, (server.http_port, server.https_port)):
+            return "started"
+        return outcome
 
 
 def ensure(client, caddy_bin: str, caddyfile: Path, mounted: list[Path], ports: tuple[int, int]) -> bool:

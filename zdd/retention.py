@@ -26,3 +26,12 @@ def last_used(history: list[dict]) -> dict[str, float]:
 def epoch(iso: str) -> float:
     """Seconds since 1970 of an ISO time from zdd's history or Docker (nanoseconds, Z) alike."""
     return datetime.datetime.fromisoformat(iso[:19]).replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def previous_live(history: list[dict], live: dict | None) -> dict | None:
+    """The most recent successful deploy of a SHA other than the live one."""
+    current = live and live["sha"]
+    for entry in reversed(history):
+        if entry.get("outcome") == "live" and entry["sha"] != current:
+            return entry
+    return None

@@ -3,7 +3,7 @@ link or Caddyfile site, and putting things right after an interrupted deploy."""
 
 from typing import Callable
 
-from zdd import caddy, config, engine, names, proxy, recover, slots, state
+from zdd import caddy, config, names, slots, state
 
 Emit = Callable[[str], None]
 
@@ -11,18 +11,31 @@ CADDYFILE_OUTCOMES = {
     "reloaded": "    Caddyfile changed: validated and reloaded",
     "took over": "    Caddyfile written by zdd from now on (the one found is kept as {path}.before-zdd): reloaded",
     "kept hand edit": "    Caddyfile was edited by hand: left as it is (zdd had nothing new to write)",
-    "started": f"    Caddy's container {proxy.CONTAINER} started, on the overlay network {proxy.NETWORK}",
+    "started": "    Caddy's container {container} started, on the overlay network {network}",
 }
 
 
-def refresh(server, emit: Emit, including: str | None = None, leaving: str | None = None,
+class HostCaddy:
+    """Caddy as a service of this host, reloaded through its admin endpoint; apps route to slot ports."""
+
+    in_overlay = False     # the template's upstreams: loopback slot ports, not Swarm tasks
+    routes_by_slots = True
+    names: dict = {}
+
+    def apply(self, server, text: str, force: bool) -> str:
+        return caddy.apply(server.caddy_bin, server.caddyfile, server.caddy_admin, text, force)
+
+
+def refresh(server, target, emit: Emit, including: str | None = None, leaving: str | None = None,
             force: bool = False) -> str:
     """Make Caddy serve every published app (and ``including``, about to go live, but not
     ``leaving``) at its address: a host link for an app addressed by host name, a site in
     the Caddyfile for one with a port of its own. Caddy is reloaded only if the Caddyfile
-    changed, which adding, removing or re-addressing a host-named app never does."""
+    changed, which adding, removing or re-addressing a host-named app never does.
+    ``target``: the Caddy to load it into (HostCaddy, or proxy.ContainerCaddy in Swarm mode)."""
     with caddy.config_lock(server.caddyfile):
-        _adopt_flag_routes(server)
+        if target.routes_by_slots:
+            _adopt_flag_routes(server)
         links, sites = _wanted(server, including, leaving)
         current = caddy.host_links(server.hosts_dir())
         for (scheme, host), route in links.items():
@@ -30,32 +43,14 @@ def refresh(server, emit: Emit, including: str | None = None, leaving: str | Non
                 caddy.link_host(server.hosts_dir(), scheme, host, route)
         text = caddy.render(server.template_dir(), server.caddy_admin, sites, server.include_glob(),
                             caddy.SharedSites(str(server.hosts_dir()), server.http_port, server.https_port, server.tls),
-                            swarm=server.swarm)
-        if server.swarm:
-            outcome = _apply_in_container(server, text, force)
-        else:
-            outcome = caddy.apply(server.caddy_bin, server.caddyfile, server.caddy_admin, text, force)
+                            swarm=target.in_overlay)
+        outcome = target.apply(server, text, force)
         for scheme, host in current.keys() - links.keys():  # only once a site that replaces a link is loaded
             caddy.unlink_host(server.hosts_dir(), scheme, host)
         if including:
             _mark_published(server, including)
     if outcome in CADDYFILE_OUTCOMES:
-        emit(CADDYFILE_OUTCOMES[outcome].format(path=server.caddyfile))
-    return outcome
-
-
-def _apply_in_container(server, text: str, force: bool) -> str:
-    """Swarm mode: the same checks and writes, but Caddy runs in its container; started
-    with the new file if it does not run yet."""
-    client = engine.connect()
-    running = proxy.is_running(client)
-    outcome = caddy.apply(server.caddy_bin, server.caddyfile, server.caddy_admin, text, force,
-                          reload=(lambda path: proxy.reload(client, path)) if running else (lambda path: None))
-    mounted = [server.hosts_dir(), server.root / "apps", server.root / "caddy.d", server.caddyfile.parent]
-    for folder in mounted:
-        folder.mkdir(parents=True, exist_ok=True)
-    if proxy.ensure(client, server.caddy_bin, server.caddyfile, mounted, (server.http_port, server.https_port)):
-        return "started"
+        emit(CADDYFILE_OUTCOMES[outcome].format(path=server.caddyfile, **target.names))
     return outcome
 
 
@@ -135,15 +130,8 @@ def _serving(server, including: str | None, leaving: str | None) -> list[str]:
 
 def _adopt_flag_routes(server) -> None:
     """A live app set up by a zdd that routed by flag files gets the route file of its live slot."""
-    if server.swarm:
-        return  # Swarm mode came after flag files
     for app in server.app_names():
         live = state.read_live(server.app_dir(app))
         if live and slots.read_ports(server.app_dir(app)) and not caddy.has_route(route_dir(server, app)):
             route_to(server, app, live["slot"])
-
-
-def reconcile(server, client, app: str, emit: Emit) -> dict | None:
-    return recover.reconcile(server.app_dir(app), route_dir(server, app), slot_ports(server, app), client, app, emit)
-
 

@@ -4,7 +4,7 @@ import pytest
 
 from zdd import names, slots
 from zdd.caddy import SharedSites, Site, render, route_to, routed_slot
-from zdd.cli import previous_live
+from zdd.retention import previous_live
 from zdd.drain import wait_for_drain
 from zdd.errors import InvalidInput
 

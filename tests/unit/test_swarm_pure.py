@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from zdd import caddy, cluster, names, processes, proxy, swarm
+from zdd import caddy, names, processes, proxy, swarm
+from zdd.runtimes import swarm as swarm_runtime
 from zdd.config import RepoConfig
 from zdd.errors import InvalidInput
 
@@ -44,7 +45,7 @@ def test_a_new_service_converges_when_every_replica_runs_and_fails_once_each_fai
 
 def test_an_image_without_healthcheck_gets_one_that_asks_the_health_path_quoted_for_the_shell():
     repo = RepoConfig(health_path="/up?a=1&b=$(id)", health_timeout=30, health_interval=0.5)
-    check = cluster._http_healthcheck(8000, repo)
+    check = swarm_runtime._http_healthcheck(8000, repo)
     assert check["test"][0] == "CMD-SHELL"
     words = shlex.split(check["test"][1])
     assert words[:4] == ["wget", "-q", "-O", "/dev/null"] and words[4] == "http://127.0.0.1:8000/up?a=1&b=$(id)"
@@ -97,5 +98,5 @@ def test_a_dynamically_linked_caddy_is_told_apart_from_a_static_one(tmp_path):
 
 
 def test_env_values_are_escaped_from_swarms_templates_so_tasks_get_them_as_written():
-    assert cluster._literal("a{{.Node.ID}}b}}") == 'a{{"{{"}}.Node.ID}}b}}'
-    assert cluster._literal("plain") == "plain"
+    assert swarm_runtime._literal("a{{.Node.ID}}b}}") == 'a{{"{{"}}.Node.ID}}b}}'
+    assert swarm_runtime._literal("plain") == "plain"

@@ -14,8 +14,9 @@ from typing import Callable
 
 import docker.errors
 
-from zdd import caddy, config, engine, names, processes, proxy, routing, state, swarm
+from zdd import caddy, config, engine, names, oneoff, processes, proxy, routing, state, swarm
 from zdd.errors import ContainerFailed
+from zdd.runtimes.base import RuntimeBase
 
 Emit = Callable[[str], None]
 SERVICE_LABEL = "zdd.service-of"   # not zdd.app: the single-server clean-up must never touch a task
@@ -28,12 +29,12 @@ class Web:
     id: str | None = None
 
 
-def roll_out(server: config.Server, settings, version, counts: dict[str, int], live: dict | None, timer) -> dict:
+def roll_out(runtime, app, version, counts: dict[str, int], live: dict | None, timer) -> dict:
     """Roll every process of ``version`` over the swarm; return the live record."""
-    client, app, repo_config = version.client, version.app, version.config
-    port, _ = config.choose_port(settings, repo_config, engine.exposed_ports(version.image))
-    with timer.step("push", f"Pushing the image to the cluster's registry {server.registry}"):
-        image = swarm.push(client, names.image_tag(app, version.sha), server.registry)
+    client, repo_config, registry = version.client, version.config, app.server.registry
+    port, _ = config.choose_port(app.settings, repo_config, engine.exposed_ports(version.image))
+    with timer.step("push", f"Pushing the image to the cluster's registry {registry}"):
+        image = swarm.push(client, version.image_tag, registry)
     ordered = sorted(repo_config.processes, key=lambda p: p.name != processes.WEB)
     rolled = []
     try:
@@ -44,13 +45,13 @@ def roll_out(server: config.Server, settings, version, counts: dict[str, int], l
         if rolled:
             _undo(version, live, rolled, timer)
         raise
-    _remove_undeclared(client, app, {p.name for p in repo_config.processes if counts[p.name]}, timer.emit)
+    _remove_undeclared(client, app.name, {p.name for p in repo_config.processes if counts[p.name]}, timer.emit)
     with timer.step("switch", None):
-        _publish(server, settings, port, timer.emit)
-    web = Web(swarm.service_name(app, processes.WEB))
-    return state.live_record(app, version.sha, version.ref, names.image_tag(app, version.sha), web, None,
+        _publish(runtime, app, port, timer.emit)
+    web = Web(swarm.service_name(app.name, processes.WEB))
+    return state.live_record(app.name, version.sha, version.ref, version.image_tag, web, None,
                              f"tasks.{web.name}:{port}", port, version.deploy_id, None,
-                             {p.name: p.as_dict() for p in repo_config.processes}) | {"remote_image": image}
+                             version.declared()) | {"remote_image": image}
 
 
 def _roll_process(version, process, count: int, image: str, port: int, timer) -> bool:
@@ -79,10 +80,9 @@ def _roll_process(version, process, count: int, image: str, port: int, timer) ->
 
 def _labels(version, process: str, port: int, image: str) -> dict:
     """On the service and its tasks: the version, and what a repair needs to record it as live."""
-    declared = {p.name: p.as_dict() for p in version.config.processes}
     return {SERVICE_LABEL: version.app, "zdd.process": process, "zdd.sha": version.sha, "zdd.ref": version.ref,
             "zdd.deploy": version.deploy_id, "zdd.port": str(port), "zdd.image": image,
-            "zdd.processes": json.dumps(declared, sort_keys=True)}
+            "zdd.processes": json.dumps(version.declared(), sort_keys=True)}
 
 
 def _task(version, process, port: int, emit: Emit) -> swarm.Task:
@@ -148,20 +148,20 @@ def _remove_undeclared(client, app: str, wanted: set[str], emit: Emit) -> None:
             emit(f"    removed the service {service.name}: its process is no longer declared or is scaled to 0")
 
 
-def _publish(server, settings, port: int, emit: Emit) -> None:
+def _publish(runtime, app, port: int, emit: Emit) -> None:
     """Point the app's route file at its web service (the first deploy also links its host)."""
-    if not caddy.has_route(routing.route_dir(server, settings.name)):
-        routing.route_to_service(server, settings.name, port)
-    routing.refresh(server, emit, including=settings.name)
-    routing.route_to_service(server, settings.name, port)
+    if not caddy.has_route(routing.route_dir(app.server, app.name)):
+        routing.route_to_service(app.server, app.name, port)
+    runtime.refresh_routes(emit, including=app.name)
+    routing.route_to_service(app.server, app.name, port)
 
 
-def reconcile(server, client, app: str, emit: Emit) -> dict | None:
+def reconcile(runtime, app, emit: Emit) -> dict | None:
     """The live record, after a deploy killed once Swarm had rolled web: Swarm finished that
     rollout by itself, so the version its web service runs is recorded as live (and routed
     to, if that was the app's first deploy)."""
-    live = state.read_live(server.app_dir(app))
-    service = swarm.find(client, swarm.service_name(app, processes.WEB))
+    live = app.live()
+    service = swarm.find(runtime.client, swarm.service_name(app.name, processes.WEB))
     if service is None:
         return live
     labels = service.attrs["Spec"].get("Labels") or {}
@@ -170,11 +170,12 @@ def reconcile(server, client, app: str, emit: Emit) -> dict | None:
             or state_now != "completed":
         return live  # recorded already, or Swarm is still rolling (or rolled back to what is recorded)
     port = int(labels["zdd.port"])
-    live = state.live_record(app, labels["zdd.sha"], labels["zdd.ref"], names.image_tag(app, labels["zdd.sha"]),
+    sha = labels["zdd.sha"]
+    live = state.live_record(app.name, sha, labels["zdd.ref"], names.image_tag(app.name, sha),
                              Web(service.name), None, f"tasks.{service.name}:{port}", port, labels["zdd.deploy"],
                              None, json.loads(labels["zdd.processes"])) | {"remote_image": labels["zdd.image"]}
-    _publish(server, config.load_app(server, app), port, emit)
-    state.write_live(server.app_dir(app), live)
+    _publish(runtime, app, port, emit)
+    state.write_live(app.dir, live)
     emit(f"==> Recorded {labels['zdd.sha'][:12]} as live: a deploy was interrupted after Swarm rolled web to it")
     return live
 
@@ -183,50 +184,87 @@ def services(client, app: str) -> list:
     return client.services.list(filters={"label": f"{SERVICE_LABEL}={app}"})
 
 
-def process_rows(client, app: str, live: dict, wanted: dict[str, int]) -> dict[str, dict]:
-    """Each declared process: its command, the count wanted, and each task with node and state."""
-    rows = {}
-    hostnames: dict = {}
-    for name, spec in sorted((live.get("processes") or {processes.WEB: {}}).items()):
-        service = swarm.find(client, swarm.service_name(app, name))
-        tasks = [t for t in swarm.tasks(service, hostnames) if t["desired"] == "running"] if service else []
-        rows[name] = {"command": spec.get("command"), "overlap": spec.get("overlap", True),
-                      "wanted": wanted.get(name, 1), "containers": [
-                          {"name": f"{swarm.service_name(app, name)}.{t['slot']}", "node": t["node"],
-                           "status": t["state"], "health": None, "sha": t["image"].rsplit(":", 1)[-1]}
-                          for t in sorted(tasks, key=lambda t: t["slot"] or 0)]}
-    return rows
+class Swarm(RuntimeBase):
+    """Every process a Swarm service; Caddy in a container on the services' overlay network."""
+
+    web_scales = True  # web=3: three tasks over the nodes
+
+    @property
+    def caddy(self):
+        return proxy.ContainerCaddy(lambda: self.client)
+
+    def roll_out(self, app, version, counts, live, timer) -> dict:
+        return roll_out(self, app, version, counts, live, timer)
+
+    def reconcile(self, app, emit: Emit) -> dict | None:
+        return reconcile(self, app, emit)
+
+    def process_table(self, app, live: dict, wanted: dict[str, int]) -> dict[str, dict]:
+        """Each declared process: its command, the count wanted, and each task with node and state."""
+        rows = {}
+        hostnames: dict = {}
+        for process in processes.declared_in(live):
+            service_name = swarm.service_name(app.name, process.name)
+            service = swarm.find(self.client, service_name)
+            tasks = [t for t in swarm.tasks(service, hostnames) if t["desired"] == "running"] if service else []
+            rows[process.name] = {
+                "command": list(process.command) if process.command else None, "overlap": process.overlap,
+                "wanted": wanted.get(process.name, 1), "containers": [
+                    {"name": f"{service_name}.{t['slot']}", "node": t["node"], "status": t["state"],
+                     "health": None, "sha": t["image"].rsplit(":", 1)[-1]}
+                    for t in sorted(tasks, key=lambda t: t["slot"] or 0)]}
+        return rows
+
+    def summary(self, app, live: dict) -> tuple[str, dict[str, int]]:
+        table = self.process_table(app, live, processes.desired(processes.declared_in(live), app.scale, self.web_scales))
+        counts = {name: _running(row) for name, row in table.items()}
+        web = table.get(processes.WEB)
+        return (f"{_running(web)}/{web['wanted']} running" if web else "no web"), counts
+
+    def status_lines(self, app, live: dict, table: dict[str, dict]) -> list[str]:
+        image = live.get("remote_image", live["image"])
+        lines = [f"  service {live['container']} -> {live['upstream']}, image {image[:70]}"]
+        for name, row in table.items():
+            lines.append(f"  {name}: {_running(row)}/{row['wanted']} running ({oneoff.shown(row['command'])})")
+            for task in row["containers"]:
+                lines.append(f"    {task['name']:<32} {task['sha'][:12]:<12} {task['node']:<20} {task['status']}")
+        return lines
+
+    def scale(self, app, live: dict, counts: dict[str, int], emit: Emit) -> None:
+        for process, count in counts.items():
+            service = swarm.find(self.client, swarm.service_name(app.name, process))
+            if service is None:
+                emit(f"{process}: no service yet: it starts with {count} task(s) at the next deploy")
+                continue
+            service.scale(count)
+            emit(f"{process}: {count} task(s) wanted: Swarm starts or stops them now")
+
+    def logs(self, app, live: dict, process: str, follow: bool, tail: int):
+        service = swarm.find(self.client, swarm.service_name(app.name, process))
+        if service is None:
+            raise ContainerFailed(f"{app.name} has no {process} service running")
+        for chunk in service.logs(stdout=True, stderr=True, follow=follow, tail=tail, timestamps=False):
+            yield chunk.decode("utf-8", "replace")
+
+    def destroy(self, app, emit: Emit, timeout: float = 60) -> None:
+        """Remove the app's services, and wait for their tasks on this node to be gone (their
+        volumes, this node's, can be removed only then)."""
+        for service in services(self.client, app.name):
+            try:
+                service.remove()
+                emit(f"removed service {service.name}")
+            except docker.errors.NotFound:
+                pass
+        deadline = time.monotonic() + timeout
+        while _task_containers_here(self.client, app.name) and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+    def after_install(self, emit: Emit, changed: bool) -> None:
+        self.refresh_routes(emit)  # this also starts Caddy's container
 
 
-def scale(client, app: str, process: str, count: int, emit: Emit) -> None:
-    service = swarm.find(client, swarm.service_name(app, process))
-    if service is None:
-        emit(f"{process}: no service yet: it starts with {count} task(s) at the next deploy")
-        return
-    service.scale(count)
-    emit(f"{process}: {count} task(s) wanted: Swarm starts or stops them now")
-
-
-def logs(client, app: str, process: str, follow: bool, tail: int):
-    service = swarm.find(client, swarm.service_name(app, process))
-    if service is None:
-        raise ContainerFailed(f"{app} has no {process} service running")
-    for chunk in service.logs(stdout=True, stderr=True, follow=follow, tail=tail, timestamps=False):
-        yield chunk.decode("utf-8", "replace")
-
-
-def destroy(client, app: str, emit: Emit, timeout: float = 60) -> None:
-    """Remove the app's services, and wait for their tasks on this node to be gone (their
-    volumes, this node's, can be removed only then)."""
-    for service in services(client, app):
-        try:
-            service.remove()
-            emit(f"removed service {service.name}")
-        except docker.errors.NotFound:
-            pass
-    deadline = time.monotonic() + timeout
-    while _task_containers_here(client, app) and time.monotonic() < deadline:
-        time.sleep(0.5)
+def _running(row: dict) -> int:
+    return sum(1 for c in row["containers"] if c["status"] == "running")
 
 
 def _task_containers_here(client, app: str) -> list:

@@ -1,0 +1,133 @@
+"""The single-server runtime: each process as containers on this Docker engine; web in one
+of the app's two slots (fixed loopback ports), switched by Caddy's route file."""
+
+import queue
+import threading
+from typing import Callable, Iterator
+
+from zdd import engine, generation, oneoff, processes, recover, routing
+from zdd.errors import ZddError
+from zdd.runtimes import blue_green
+from zdd.runtimes.base import RuntimeBase
+
+Emit = Callable[[str], None]
+
+
+class SingleServer(RuntimeBase):
+    web_scales = False  # one web container: zdd moves traffic between two, with no downtime
+
+    def roll_out(self, app, version, counts, live, timer) -> dict:
+        return blue_green.roll_out(self, app, version, counts, live, timer)
+
+    def reconcile(self, app, emit: Emit) -> dict | None:
+        ports = routing.slot_ports(app.server, app.name)
+        return recover.reconcile(app.dir, routing.route_dir(app.server, app.name), ports, self.client, app.name, emit)
+
+    def process_table(self, app, live: dict, wanted: dict[str, int]) -> dict[str, dict]:
+        group = generation.of_generation(self.client, app.name, live.get("deploy_id"))
+        web = engine.get_container(self.client, live.get("container_id"))
+        group[processes.WEB] = [web] if web else []
+        return {process.name: {"command": list(process.command) if process.command else None,
+                               "overlap": process.overlap, "wanted": wanted[process.name],
+                               "containers": [_container_row(c) for c in group.get(process.name, [])]}
+                for process in processes.declared_in(live)}
+
+    def summary(self, app, live: dict) -> tuple[str, dict[str, int]]:
+        health = _health_word(engine.get_container(self.client, live.get("container_id")))
+        counts = {processes.WEB: 1}
+        for name, group in generation.of_generation(self.client, app.name, live.get("deploy_id")).items():
+            counts[name] = sum(1 for c in group if c.status == "running")
+        return health, counts
+
+    def status_lines(self, app, live: dict, table: dict[str, dict]) -> list[str]:
+        lines = [f"  container {live['container']} -> {live['upstream']}, image {live['image'][:60]}"]
+        for name, row in table.items():
+            states = ", ".join(f"{c['name']} {c['health'] or c['status']}" for c in row["containers"]) or "none"
+            lines.append(f"  {name}: {len(row['containers'])}/{row['wanted']} "
+                         f"({oneoff.shown(row['command'])}): {states}")
+        return lines
+
+    def scale(self, app, live: dict, counts: dict[str, int], emit: Emit) -> None:
+        repo_config = app.repo_config_at(live["sha"])
+        declared = {p.name: p for p in processes.declared_in(live)}
+        for name, count in counts.items():
+            if name != processes.WEB:
+                self._scale_process(app, live, declared[name], count, repo_config, emit)
+
+    def _scale_process(self, app, live: dict, process, count: int, repo_config, emit: Emit) -> None:
+        have = generation.of_generation(self.client, app.name, live["deploy_id"]).get(process.name, [])
+        if count < len(have):
+            generation.stop_all(have[count:], repo_config.stop_timeout)
+            emit(f"{process.name}: stopped {len(have) - count}, {count} running")
+        elif count > len(have):
+            first = 1 + max((int(c.labels.get("zdd.index") or 0) for c in have), default=0)
+            version = generation.live_version(self.client, app, live, repo_config)
+            started = generation.start_workers(version, process, count - len(have), first=first)
+            try:
+                generation.gate_workers(version, started, emit)
+            except Exception as error:
+                generation.discard([w.container for w in started], emit, failed=getattr(error, "container", None))
+                raise
+            emit(f"{process.name}: started {len(started)}, {count} running")
+        else:
+            emit(f"{process.name}: {count} running already")
+
+    def logs(self, app, live: dict, process: str, follow: bool, tail: int) -> Iterator[str]:
+        """With several containers, each line says which one wrote it."""
+        containers = self._containers(app, live, process)
+        if len(containers) == 1:
+            for chunk in containers[0].logs(stream=True, follow=follow, tail=tail):
+                yield chunk.decode("utf-8", "replace")
+            return
+        lines: queue.Queue = queue.Queue()
+        for container in containers:
+            prefix = f"{process}.{container.labels.get('zdd.index', '?')} | "
+            threading.Thread(target=_pump_prefixed, args=(container, follow, tail, prefix, lines),
+                             daemon=True).start()
+        remaining = len(containers)
+        while remaining:
+            line = lines.get()
+            if line is None:
+                remaining -= 1
+            else:
+                yield line
+
+    def _containers(self, app, live: dict, process: str) -> list:
+        """The live version's containers of ``process`` (web: the one that serves)."""
+        if process == processes.WEB:
+            found = [engine.get_container(self.client, live.get("container_id"))]
+        else:
+            found = generation.of_generation(self.client, app.name, live.get("deploy_id")).get(process, [])
+        found = [c for c in found if c is not None]
+        if not found:
+            raise ZddError(f"{app.name} has no {process} container running "
+                           f"(`zdd scale {app.name} {process}=1` starts one)")
+        return found
+
+    def destroy(self, app, emit: Emit) -> None:
+        pass  # its containers are removed with those of every runtime, by label
+
+    def after_install(self, emit: Emit, changed: bool) -> None:
+        if changed and routing.any_published(self.server):
+            self.refresh_routes(emit)
+
+
+def _container_row(container) -> dict:
+    now = engine.state(container)
+    return {"name": container.name, "status": now["status"], "health": now["health"]}
+
+
+def _health_word(container) -> str:
+    if container is None:
+        return "container missing"
+    now = engine.state(container)
+    return now["health"] or now["status"]
+
+
+def _pump_prefixed(container, follow: bool, tail: int, prefix: str, lines: queue.Queue) -> None:
+    try:
+        for line in engine.log_lines(container, follow, tail):
+            lines.put(f"{prefix}{line}\n")
+    finally:
+        lines.put(None)
+
