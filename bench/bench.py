@@ -162,6 +162,8 @@ def progress(f: dict) -> str:
         line += f"  rollout {f['swarm_rollout_s']:.2f}s"
     if "caddy_reloads" in f:
         line += f"  Caddy reloads {f['caddy_reloads']}"
+    if "web_nodes" in f:
+        line += f"  web on {','.join(f['web_nodes'])}"
     return line
 
 

@@ -6,6 +6,7 @@ blocks for as long as the deploy's own command does; ``details`` then says what 
 deploy tool recorded about it (zdd's step durations), outside the measured time.
 """
 
+import json
 import time
 from pathlib import Path
 
@@ -202,6 +203,12 @@ class SwarmPush(ZddPush):
     def __init__(self, app: ZddApp):
         super().__init__(app)
         self.title = f"zdd on Swarm: git push rolls {app.replicas} replicas over 3 nodes"
+
+    def details(self) -> dict:
+        """Also the nodes the web replicas run on once the push is done (spread: all distinct)."""
+        status = json.loads(self.app.server.zdd("status", self.app.app, "--json"))
+        web = status["process_table"]["web"]["containers"]
+        return {**super().details(), "web_nodes": sorted(t["node"] for t in web if t["status"] == "running")}
 
 
 class SwarmRefused(OnZddApp):

@@ -83,6 +83,11 @@ def _swarm_targets(results: dict[str, list[dict]]) -> list[tuple[str, str, str]]
             evidence += f"; one server's push-to-serving: {one:.2f} s median"
         verdicts.append((_met(rolled), "Swarm: a push rolls 3 web replicas over 3 nodes with 0 failed requests "
                                        "of every kind", evidence))
+        spread = [d for d in rolled if len(set(d.get("web_nodes", []))) == 3]
+        verdicts.append(("MET" if len(spread) == len(rolled) else "MISSED",
+                         "Swarm: every push ends with the 3 web replicas on 3 distinct nodes",
+                         f"{len(spread)} of {len(rolled)} pushes ended spread; piled: "
+                         + (", ".join("+".join(d.get("web_nodes", [])) for d in rolled if d not in spread) or "none")))
     if refused:
         verdicts.append((_met(refused), "Swarm: a version that never gets healthy is rolled back by Swarm, "
                                         "with 0 failed requests of every kind", _worst_failures(refused)))

@@ -21,6 +21,7 @@ NANOSECONDS = 1_000_000_000
 SHOWN = ("starting", "running", "failed", "rejected", "shutdown", "complete")  # not pending, assigned, ...
 ENDED = ("complete", "failed", "rejected", "shutdown", "orphaned", "remove")
 NODE_DOWN_GRACE = 15.0  # seconds a rollout may wait on a down node before zdd says so
+SETTLE_GRACE = 30.0     # seconds to wait, after Swarm says a rollout ended, for every replica to run
 FINAL = {"completed": "converged", "rollback_completed": "rolled back", "paused": "paused",
          "rollback_paused": "rollback paused"}
 
@@ -36,11 +37,20 @@ class NodeDown(SwarmError):
 
 @dataclasses.dataclass(frozen=True)
 class Rollout:
-    """How a process's new tasks replace the old: one at a time, the new one first unless
-    the process must never run twice at once, each watched ``monitor`` seconds."""
+    """How a process's new tasks replace the old: one at a time, each watched ``monitor`` seconds."""
     replicas: int
     overlap: bool = True
     monitor: float = 2.0
+
+    @property
+    def order(self) -> str:
+        """A single replica: the new task first, so that one always serves (unless the process
+        must never run twice at once). Several: the old task stops first, while the others
+        serve. Swarm places a new task on the node with the fewest of the service's tasks,
+        which is then the one just freed: the replicas stay spread over the nodes. Started
+        first, the new task lands on any node (they all hold one) and Swarm never moves it
+        back: 6 of 10 rollouts of 3 replicas on 3 nodes ended with two on one node."""
+        return "start-first" if self.overlap and self.replicas == 1 else "stop-first"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +97,7 @@ class Task:
 
 def deploy(client, name: str, image: str, rollout: Rollout, network: str, labels: dict, task: Task) -> Change:
     """Create the service, or start rolling it to ``image``."""
-    order = "start-first" if rollout.overlap else "stop-first"
+    order = rollout.order
     update = docker.types.UpdateConfig(parallelism=1, order=order, failure_action="rollback",
                                        monitor=int(rollout.monitor * NANOSECONDS), max_failure_ratio=0)
     rollback = docker.types.RollbackConfig(parallelism=1, order=order, monitor=int(rollout.monitor * NANOSECONDS))
@@ -139,7 +149,7 @@ def wait(client, change: Change, timeout: float, emit: Emit, poll: float = 0.5) 
     deadline = time.monotonic() + timeout
     seen: dict[str, str] | None = None  # task id -> its line; what is there at the start goes unsaid
     hostnames: dict[str, str] = {}
-    stalled_since = None
+    stalled_since = ended_at = None
     while time.monotonic() < deadline:
         service = client.services.get(name)
         found = tasks(service, hostnames)
@@ -149,7 +159,8 @@ def wait(client, change: Change, timeout: float, emit: Emit, poll: float = 0.5) 
                 emit(f"    {line}")
         seen = {**(seen or {}), **lines}
         outcome = _outcome(service, change, found)
-        if outcome:
+        ended_at = (ended_at or time.monotonic()) if outcome else None
+        if outcome and (_all_running(service, found) or time.monotonic() - ended_at > SETTLE_GRACE):
             return outcome
         down = _waiting_on_down_nodes(client, found)
         stalled_since = (stalled_since or time.monotonic()) if down else None
@@ -159,6 +170,12 @@ def wait(client, change: Change, timeout: float, emit: Emit, poll: float = 0.5) 
                            f"the node (`docker node rm --force {down[0]}`); meanwhile the other nodes serve")
         time.sleep(poll)
     raise SwarmError(f"{name} did not finish rolling out within {timeout:.0f}s: see `docker service ps {name}`")
+
+
+def _all_running(service, found: list[dict]) -> bool:
+    """Every replica wanted runs: Swarm reports a rollback done while its last task still starts."""
+    wanted = service.attrs["Spec"]["Mode"]["Replicated"]["Replicas"]
+    return sum(1 for t in found if t["desired"] == "running" and t["state"] == "running") >= wanted
 
 
 def _waiting_on_down_nodes(client, found: list[dict]) -> list[str]:
@@ -206,6 +223,14 @@ def tasks(service, hostnames: dict | None = None) -> list[dict]:
                       "state": status["State"], "desired": task["DesiredState"], "error": status.get("Err", ""),
                       "image": _image(task["Spec"])})
     return found
+
+
+def outdated(service, found: list[dict]) -> list[dict]:
+    """Tasks still running that the service no longer wants: an older image's, or ones Swarm
+    is stopping (also those on a node that is down or just came back, which it has not
+    heard stop yet). Each is in DNS, so a proxy may still reach it."""
+    wanted = _image(service.attrs["Spec"]["TaskTemplate"])
+    return [t for t in found if t["state"] == "running" and (t["desired"] != "running" or t["image"] != wanted)]
 
 
 def _image(task_spec: dict) -> str:

@@ -103,6 +103,11 @@ def tasks(server, app: str, process: str = "web") -> list[dict]:
     return server.status(app)["process_table"][process]["containers"]
 
 
+def nodes_of(server, app: str) -> list[str]:
+    """The node of each running web task, sorted: three distinct ones when spread over the lab."""
+    return sorted(t["node"] for t in tasks(server, app) if t["status"] == "running")
+
+
 def test_install_swarm_scale_and_push_roll_every_node_with_nothing_lost(lab, swarm_server, tmp_path):
     server, app = swarm_server, "shop"
     installed = server.install(app, "--domain", f"http://{HOST}", "--swarm", "--registry", lab.registry)
@@ -136,6 +141,7 @@ def test_install_swarm_scale_and_push_roll_every_node_with_nothing_lost(lab, swa
         assert seen[kind]["failed"] == 0, seen[kind]
         assert set(seen[kind]["bodies"]) == {"v1", "v2"}, seen[kind]
     assert {t["sha"] for t in tasks(server, app)} == {v2}
+    assert nodes_of(server, app) == ["node1", "node2", "node3"], "replaced in place: still one per node"
     assert served(lab, server) == (200, "v2")
 
     load = lab.load(f"http://127.0.0.1:{server.http_port}/", HOST)
@@ -146,6 +152,7 @@ def test_install_swarm_scale_and_push_roll_every_node_with_nothing_lost(lab, swa
     assert seen["strict"]["failed"] == 0 and set(seen["strict"]["bodies"]) == {"v2"}, seen["strict"]
     assert server.status(app)["sha"] == v2
     assert {t["sha"] for t in tasks(server, app)} == {v2}
+    assert nodes_of(server, app) == ["node1", "node2", "node3"], "rolled back in place"
     assert server.history(app)[-1]["outcome"] == "failed"
 
     repo.write("zdd.toml", WORKER_TOML.replace("exec /bin/busybox sleep 1000", "exit 3"))
@@ -159,6 +166,21 @@ def test_install_swarm_scale_and_push_roll_every_node_with_nothing_lost(lab, swa
     back = server.zdd("rollback", app, v1)
     assert back.returncode == 0, back.stderr + back.stdout
     assert served(lab, server) == (200, "v1")
+    assert nodes_of(server, app) == ["node1", "node2", "node3"]
+
+    set_availability(lab, "drain", "node3")  # its task moves to node1 or node2, and Swarm never moves it back
+    try:
+        assert wait_for(lambda: len(nodes_of(server, app)) == 3 and "node3" not in nodes_of(server, app), 60)
+    finally:
+        set_availability(lab, "active", "node3")
+    load = lab.load(f"http://127.0.0.1:{server.http_port}/", HOST)
+    repo.write("zdd.toml", WORKER_TOML)
+    repo.commit("v5")
+    pushed_live(repo.push("main"))
+    seen = load.stop()
+    for kind in ("strict", "retrying"):
+        assert seen[kind]["failed"] == 0, seen[kind]
+    assert nodes_of(server, app) == ["node1", "node2", "node3"], "the next push spreads them again"
 
 
 def test_every_command_works_in_swarm_mode(lab, swarm_server, tmp_path):
@@ -199,7 +221,7 @@ def test_every_command_works_in_swarm_mode(lab, swarm_server, tmp_path):
     assert destroyed.returncode == 0, destroyed.stderr
     assert "removed service zdd-tools-web" in destroyed.stdout
     assert served(lab, server, host)[0] == 404
-    assert served(lab, server) == (200, "v1"), "the other app kept serving"
+    assert served(lab, server) == (200, "v5"), "the other app kept serving"
 
 
 def test_a_failed_registry_push_keeps_the_live_version_and_a_killed_deploy_is_repaired(lab, swarm_server, tmp_path):
@@ -272,9 +294,12 @@ def test_a_version_unhealthy_on_one_node_is_rolled_back_everywhere(lab, swarm_se
 
 
 def recorded_and_running(server, app: str, replicas: int = 3) -> bool:
-    """zdd's live record names the one version that every running task runs."""
-    running = [t["sha"] for t in tasks(server, app) if t["status"] == "running"]
-    return len(running) == replicas and set(running) == {server.status(app)["sha"]}
+    """zdd's live record names the one version that every running task runs, and status says
+    no other task is still running (one Swarm is stopping, or on a node that came back)."""
+    status = server.status(app)
+    web = status["process_table"]["web"]
+    running = [t["sha"] for t in web["containers"] if t["status"] == "running"]
+    return len(running) == replicas and set(running) == {status["sha"]} and not web["rolling"]
 
 
 def test_a_node_cut_off_during_a_push_is_waited_for_then_status_agrees_with_swarm(lab, swarm_server, tmp_path):
@@ -303,7 +328,9 @@ def test_a_node_cut_off_during_a_push_is_waited_for_then_status_agrees_with_swar
     assert wait_for(lambda: recorded_and_running(server, app), timeout=180), (server.status(app), tasks(server, app))
     body = "s2" if server.status(app)["sha"] == v2 else "s1"
     print(f"after node3 came back: {body} serves")
-    assert served(lab, server, host) == (200, body)
+    # Caddy resolves the tasks every second: within that, every request reaches the recorded version
+    assert wait_for(lambda: served(lab, server, host) == (200, body), timeout=3), served(lab, server, host)
+    assert [served(lab, server, host) for _ in range(30)] == [(200, body)] * 30
     assert server.zdd("destroy", app, "--yes").returncode == 0
     assert wait_for(lambda: node_states(lab).get("node3") == "ready", timeout=90), node_states(lab)
 

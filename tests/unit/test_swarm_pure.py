@@ -100,3 +100,10 @@ def test_a_dynamically_linked_caddy_is_told_apart_from_a_static_one(tmp_path):
 def test_env_values_are_escaped_from_swarms_templates_so_tasks_get_them_as_written():
     assert swarm_runtime._literal("a{{.Node.ID}}b}}") == 'a{{"{{"}}.Node.ID}}b}}'
     assert swarm_runtime._literal("plain") == "plain"
+
+
+def test_several_replicas_are_replaced_in_place_so_they_stay_spread():
+    assert swarm.Rollout(1).order == "start-first", "one replica: the new task first, so one always serves"
+    assert swarm.Rollout(1, overlap=False).order == "stop-first"
+    assert swarm.Rollout(3).order == "stop-first", "several: the freed node takes the new task"
+    assert swarm.Rollout(2, overlap=False).order == "stop-first"

@@ -61,12 +61,14 @@ def _roll_process(version, process, count: int, image: str, port: int, timer) ->
     if not count:
         swarm.remove(client, name)
         return False
-    order = "the new task first" if process.overlap else "the old task stops first"
+    rollout = swarm.Rollout(count, process.overlap)
+    order = {"start-first": "the new task first",
+             "stop-first": "the old task stops first" + (" (the others serve)" if count > 1 else "")}[rollout.order]
     with timer.step("rollout" if process.name == processes.WEB else f"rollout-{process.name}",
                     f"Rolling {process.name} to {version.sha[:12]}: {count} task(s), one at a time, {order}"):
         task = _task(version, process, port, timer.emit)
         labels = _labels(version, process.name, port, image)
-        change = swarm.deploy(client, name, image, swarm.Rollout(count, process.overlap), proxy.NETWORK, labels, task)
+        change = swarm.deploy(client, name, image, rollout, proxy.NETWORK, labels, task)
         outcome = swarm.wait(client, change, _timeout(version.config, count), timer.emit)
         if outcome != "converged":
             for line in swarm.failed_task_logs(client, change):
@@ -206,20 +208,22 @@ class Swarm(RuntimeBase):
         for process in processes.declared_in(live):
             service_name = swarm.service_name(app.name, process.name)
             service = swarm.find(self.client, service_name)
-            tasks = [t for t in swarm.tasks(service, hostnames) if t["desired"] == "running"] if service else []
+            found = swarm.tasks(service, hostnames) if service else []
+            current = [t for t in found if t["desired"] == "running"]
             rows[process.name] = {
                 "command": list(process.command) if process.command else None, "overlap": process.overlap,
-                "wanted": wanted.get(process.name, 1), "containers": [
-                    {"name": f"{service_name}.{t['slot']}", "node": t["node"], "status": t["state"],
-                     "health": None, "sha": t["image"].rsplit(":", 1)[-1]}
-                    for t in sorted(tasks, key=lambda t: t["slot"] or 0)]}
+                "wanted": wanted.get(process.name, 1),
+                "containers": [_task_row(service_name, t) for t in sorted(current, key=lambda t: t["slot"] or 0)],
+                "rolling": [_task_row(service_name, t) for t in swarm.outdated(service, found)] if service else []}
         return rows
 
     def summary(self, app, live: dict) -> tuple[str, dict[str, int]]:
         table = self.process_table(app, live, processes.desired(processes.declared_in(live), app.scale, self.web_scales))
         counts = {name: _running(row) for name, row in table.items()}
         web = table.get(processes.WEB)
-        return (f"{_running(web)}/{web['wanted']} running" if web else "no web"), counts
+        if not web:
+            return "no web", counts
+        return f"{_running(web)}/{web['wanted']} running{', rolling' if web['rolling'] else ''}", counts
 
     def status_lines(self, app, live: dict, table: dict[str, dict]) -> list[str]:
         image = live.get("remote_image", live["image"])
@@ -228,6 +232,9 @@ class Swarm(RuntimeBase):
             lines.append(f"  {name}: {_running(row)}/{row['wanted']} running ({oneoff.shown(row['command'])})")
             for task in row["containers"]:
                 lines.append(f"    {task['name']:<32} {task['sha'][:12]:<12} {task['node']:<20} {task['status']}")
+            if row["rolling"]:
+                old = ", ".join(f"{t['name']} {t['sha'][:12]} on {t['node']}" for t in row["rolling"])
+                lines.append(f"    rolling: still running and reachable until Swarm stops them: {old}")
         return lines
 
     def scale(self, app, live: dict, counts: dict[str, int], emit: Emit) -> None:
@@ -261,6 +268,11 @@ class Swarm(RuntimeBase):
 
     def after_install(self, emit: Emit, changed: bool) -> None:
         self.refresh_routes(emit)  # this also starts Caddy's container
+
+
+def _task_row(service_name: str, task: dict) -> dict:
+    return {"name": f"{service_name}.{task['slot']}", "node": task["node"], "status": task["state"],
+            "health": None, "sha": task["image"].rsplit(":", 1)[-1]}
 
 
 def _running(row: dict) -> int:
