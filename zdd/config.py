@@ -3,10 +3,11 @@
 import dataclasses
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 
-from zdd import names
+from zdd import appenv, names
 from zdd import processes as process_model
 from zdd.errors import ConfigError, InvalidInput
 
@@ -32,6 +33,9 @@ class Server:
     tls: str = "acme"                # or "internal": certificates from Caddy's own CA
     runtime: str = "engine"          # which zdd.runtimes runs the apps: "swarm" with install.sh --swarm
     registry: str | None = None      # swarm: where the nodes pull images from, HOST:PORT
+    builder_cli: str | None = None   # the docker CLI that builds with BuildKit (install.sh finds it)
+    builder_kind: str = "classic"    # "buildx": docker buildx build; "classic": DOCKER_BUILDKIT=1 docker build
+    build_cache_mb: int = 2048       # BuildKit's cache (layers, cache mounts) is pruned down to this
 
     def repo_path(self, app: str) -> Path:
         return self.root / f"{app}.git"
@@ -84,6 +88,9 @@ def load_server(root: str | os.PathLike | None = None) -> Server:
         tls=data.get("tls", "acme"),
         runtime=data.get("runtime", "engine"),
         registry=data.get("registry"),
+        builder_cli=data.get("builder_cli"),
+        builder_kind=data.get("builder_kind", "classic"),
+        build_cache_mb=int(data.get("build_cache_mb", 2048)),
     )
 
 
@@ -125,6 +132,25 @@ def check_keep(value) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
+class BuildConfig:
+    """zdd.toml's [build]: how the image is built. Secrets are only names of the app's env keys:
+    their values stay on the server."""
+
+    dockerfile: str = "Dockerfile"                # relative to the repository's root
+    target: str | None = None                     # a stage of a multi-stage Dockerfile
+    args: tuple[tuple[str, str], ...] = ()        # --build-arg NAME=VALUE (kept in the image's history)
+    secrets: tuple[str, ...] = ()                 # RUN --mount=type=secret,id=NAME
+
+
+BUILD_KEYS = {field.name for field in dataclasses.fields(BuildConfig)}
+BUILD_PRIVILEGED = {"network", "ssh", "allow", "entitlements", "add_hosts", "add-host", "volumes", "privileged",
+                    "security", "cache_from", "cache_to", "output", "context", "contexts", "build_contexts"}
+PATH_PART = re.compile(r"[A-Za-z0-9._+-]{1,255}")
+TARGET = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+MAX_BUILD_VALUE = 4096
+
+
+@dataclasses.dataclass(frozen=True)
 class RepoConfig:
     """Settings a pushed repo may make in its zdd.toml. Nothing here widens privileges."""
 
@@ -139,6 +165,7 @@ class RepoConfig:
     release_timeout: float = 600.0
     worker_check_seconds: float = 5.0
     processes: tuple[process_model.Process, ...] = (process_model.Process(process_model.WEB),)
+    build: BuildConfig = BuildConfig()
 
     def process(self, name: str) -> process_model.Process | None:
         return next((p for p in self.processes if p.name == name), None)
@@ -193,6 +220,8 @@ def _check_repo_value(key: str, value):
             return process_model.split_command(value, "'release'")
         if key == "processes":
             return process_model.parse(value)
+        if key == "build":
+            return parse_build(value)
         low, high = _NUMBER_LIMITS[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
             raise InvalidInput("")
@@ -216,3 +245,64 @@ def choose_port(app: AppSettings, repo: RepoConfig, exposed: list[int]) -> tuple
     if len(exposed) == 1:
         return exposed[0], "the image's EXPOSE"
     return DEFAULT_APP_PORT, "the default"
+
+
+def parse_build(table) -> BuildConfig:
+    """zdd.toml's [build] table, validated; refuses whatever would reach past the build context."""
+    if not isinstance(table, dict):
+        raise ConfigError("zdd.toml: 'build' must be a table: [build] then dockerfile, target, args, secrets")
+    for key in table:
+        if key in BUILD_PRIVILEGED:
+            raise ConfigError(f"zdd.toml: [build] {key!r} is not allowed: a build gets no host network, host "
+                              "paths, SSH agent or extra privileges; secrets come from `zdd env` by name")
+        if key not in BUILD_KEYS:
+            raise ConfigError(f"zdd.toml: [build] unknown key {key!r} (known: {', '.join(sorted(BUILD_KEYS))})")
+    return BuildConfig(dockerfile=_build_path(table.get("dockerfile", "Dockerfile")),
+                       target=_build_target(table.get("target")),
+                       args=_build_args(table.get("args", {})),
+                       secrets=_build_secrets(table.get("secrets", [])))
+
+
+def _build_path(value) -> str:
+    parts = value.split("/") if isinstance(value, str) else []
+    if not parts or any(not PATH_PART.fullmatch(p) or p in (".", "..") for p in parts) or len(value) > 1024:
+        raise ConfigError(f"zdd.toml: build.dockerfile must be a path inside the repository, like "
+                          f"docker/Dockerfile (no leading /, no . or .. parts), not {value!r}")
+    return value
+
+
+def _build_target(value) -> str | None:
+    if value is not None and (not isinstance(value, str) or not TARGET.fullmatch(value)):
+        raise ConfigError(f"zdd.toml: build.target must be a stage name (letters, digits, _ . -), not {value!r}")
+    return value
+
+
+def _build_args(table) -> tuple[tuple[str, str], ...]:
+    if not isinstance(table, dict):
+        raise ConfigError("zdd.toml: build.args must be a table of NAME = \"value\"")
+    args = []
+    for name, value in table.items():
+        _build_name(name, "build.args")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ConfigError(f"zdd.toml: build.args.{name} must be a string or a number")
+        text = str(value)
+        if "\0" in text or len(text) > MAX_BUILD_VALUE:
+            raise ConfigError(f"zdd.toml: build.args.{name} holds a NUL byte or is over {MAX_BUILD_VALUE} characters")
+        args.append((name, text))
+    return tuple(args)
+
+
+def _build_secrets(names) -> tuple[str, ...]:
+    if not isinstance(names, list):
+        raise ConfigError("zdd.toml: build.secrets must be a list of env key names, like [\"NPM_TOKEN\"]")
+    for name in names:
+        _build_name(name, "build.secrets")
+    if len(set(names)) != len(names):
+        raise ConfigError("zdd.toml: build.secrets names a key twice")
+    return tuple(names)
+
+
+def _build_name(name, where: str) -> None:
+    if not isinstance(name, str) or not appenv.KEY.fullmatch(name):
+        raise ConfigError(f"zdd.toml: {where}: {name!r} is not a valid name: use letters, digits and _, "
+                          "not starting with a digit")

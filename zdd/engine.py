@@ -5,13 +5,13 @@ import shutil
 import subprocess
 import threading
 import time
-from typing import IO, Callable, Iterator
+from typing import Callable, Iterator
 
 import docker
 import docker.errors
 import docker.types
 
-from zdd.errors import BuildFailed, ZddError
+from zdd.errors import ZddError
 
 Emit = Callable[[str], None]
 LOOPBACK = "127.0.0.1"
@@ -31,49 +31,6 @@ def find_image(client: docker.DockerClient, tag: str):
         return client.images.get(tag)
     except docker.errors.ImageNotFound:
         return None
-
-
-# A cached layer this build started from was deleted meanwhile (another app's images pruned or
-# destroyed at that moment: apps with the same Dockerfile steps share layers). Building again works.
-LAYER_REMOVED_DURING_BUILD = ("unknown parent image ID", "failed to set parent", "failed to get digest")
-BUILD_ATTEMPTS = 3
-
-
-def build_image(client, context: IO[bytes], tag: str, labels: dict, emit: Emit):
-    """Build from a seekable tar stream, streaming the build's output line by line."""
-    for attempt in range(1, BUILD_ATTEMPTS + 1):
-        try:
-            return _build_once(client, context, tag, labels, emit)
-        except BuildFailed as error:
-            if attempt == BUILD_ATTEMPTS or not _layer_removed(error):
-                raise
-        emit("a cached layer was removed during the build (another app's images were pruned): building again")
-        context.seek(0)
-
-
-def _layer_removed(error: Exception) -> bool:
-    return any(text in str(error) for text in LAYER_REMOVED_DURING_BUILD)
-
-
-def _build_once(client, context: IO[bytes], tag: str, labels: dict, emit: Emit):
-    tail: list[str] = []
-    try:
-        for chunk in client.api.build(
-            fileobj=context, custom_context=True, tag=tag, labels=labels,
-            rm=True, forcerm=True, pull=False, decode=True,
-        ):
-            if "error" in chunk:
-                raise BuildFailed(f"the image did not build: {chunk['error'].strip()}")
-            for line in chunk.get("stream", "").splitlines():
-                if line.strip():
-                    tail = (tail + [line])[-20:]
-                    emit(line)
-    except docker.errors.APIError as error:
-        raise BuildFailed(f"the image did not build: {error.explanation or error}") from None
-    image = find_image(client, tag)
-    if image is None:
-        raise BuildFailed("the build ended without an image: " + " | ".join(tail[-3:]))
-    return image
 
 
 def storage_dir(client) -> str:

@@ -29,6 +29,9 @@ def resolve_commit(repo: git.Repo, rev: str) -> str:
         raise GitError(f"{rev!r} names no commit in this app's repository") from None
 
 
+SYMLINK_MODE = 0o120000
+
+
 def read_file(repo: git.Repo, sha: str, path: str, limit: int = MAX_CONFIG_BYTES) -> bytes | None:
     """A file's bytes at the commit's root, or None if it has no such file."""
     try:
@@ -42,11 +45,13 @@ def read_file(repo: git.Repo, sha: str, path: str, limit: int = MAX_CONFIG_BYTES
     return blob.data_stream.read()
 
 
-def has_file(repo: git.Repo, sha: str, path: str) -> bool:
+def regular_file(repo: git.Repo, sha: str, path: str) -> bool:
+    """Whether ``path`` is a file in the commit, not a link (which could point outside it)."""
     try:
-        return (repo.commit(sha).tree / path).type == "blob"
+        blob = repo.commit(sha).tree / path
     except KeyError:
         return False
+    return blob.type == "blob" and blob.mode != SYMLINK_MODE
 
 
 def tree_size(repo: git.Repo, sha: str) -> int:

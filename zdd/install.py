@@ -11,7 +11,7 @@ from typing import Callable
 
 import git
 
-from zdd import caddy, config, names, runtimes, state
+from zdd import builder, caddy, config, names, runtimes, state
 from zdd.errors import InvalidInput
 
 Emit = Callable[[str], None]
@@ -36,7 +36,10 @@ def init_app(root, app: str, domain: str, port, branch: str, emit: Emit, *, keep
     swarm = {"runtime": "swarm" if registry else None, "registry": names.check_registry(registry) if registry else None}
     _check_domain_free(root, app, domain)
 
-    settings = _merged_settings(root, caddyfile, caddy_admin, caddy_bin, templates, deploy_user, listeners | swarm)
+    found = builder.discover()  # refused here, not at the first push, if no docker CLI builds with BuildKit
+    build = {"builder_cli": found.cli, "builder_kind": found.kind}
+    settings = _merged_settings(root, caddyfile, caddy_admin, caddy_bin, templates, deploy_user,
+                                listeners | swarm | build)
     _check_port_not_shared(domain, settings)
     settings_changed = _write_if_changed(root / config.SETTINGS_FILE, settings, emit)
     app_dir = root / "apps" / app
@@ -80,7 +83,7 @@ def _merged_settings(root: Path, caddyfile, caddy_admin, caddy_bin, templates, d
              "deploy_user": deploy_user, **listeners}
     defaults = {"caddyfile": DEFAULT_CADDYFILE, "caddy_admin": DEFAULT_ADMIN, "caddy_bin": "caddy", "templates": None,
                 "deploy_user": None, "http_port": 80, "https_port": 443, "tls": "acme", "runtime": "engine",
-                "registry": None}
+                "registry": None, "builder_cli": None, "builder_kind": "classic"}
     # settings the operator added by hand (min_free_mb, ...) stay
     return {**current, **{key: given[key] or current.get(key) or defaults[key] for key in given}}
 
