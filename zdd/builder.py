@@ -100,7 +100,7 @@ def command(builder: Builder, context: Path, tag: str, labels: dict, build, secr
     return [*argv, str(context)]
 
 
-def environment(builder: Builder) -> dict:
+def environment() -> dict:
     """The CLI's environment: this process's (DOCKER_HOST reaches the same engine), BuildKit on."""
     return {**os.environ, "DOCKER_BUILDKIT": "1", "DOCKER_CLI_HINTS": "false"}
 
@@ -113,7 +113,7 @@ def build(builder: Builder, context_tar, tag: str, labels: dict, build, secrets:
         _unpack(context_tar, context)
         secret_files = _write_secrets(Path(folder) / "secrets", secrets)
         argv = command(builder, context, tag, labels, build, secret_files)
-        tail = _stream(argv, environment(builder), [v for v in secrets.values() if len(v) >= MIN_MASKED], emit)
+        tail = _stream(argv, environment(), [v for v in secrets.values() if len(v) >= MIN_MASKED], emit)
     if tail is not None:
         raise BuildFailed(f"the image did not build: {_error_line(tail)}")
 
@@ -163,11 +163,16 @@ def _error_line(tail: list[str]) -> str:
     return (errors[-1] if errors else tail[-1] if tail else "no output").removeprefix("ERROR: ").strip()
 
 
-def prune_cache(builder: Builder, keep_mb: int) -> None:
-    """Keep BuildKit's cache (cache mounts included) under ``keep_mb``, dropping the least recently used."""
-    prune = ["buildx", "prune"] if builder.kind == "buildx" else ["builder", "prune"]
-    done = subprocess.run([builder.cli, *prune, "--force", "--keep-storage", f"{keep_mb}mb"],
-                          env=environment(builder), capture_output=True, text=True, timeout=300)
+def prune_cache(builder: Builder, keep_mb: int, mount_days: float) -> None:
+    """Keep BuildKit's cache under ``keep_mb``, dropping the least recently used entries; and drop
+    cache mounts unused for ``mount_days``: an engine whose BuildKit reports their size as 0 B
+    (Docker 20.10 does) would otherwise keep them whatever their size."""
+    prune = [builder.cli, *(["buildx", "prune"] if builder.kind == "buildx" else ["builder", "prune"]), "--force"]
+    _run(prune + ["--keep-storage", f"{keep_mb}mb"])
+    _run(prune + ["--filter", "type=exec.cachemount", "--filter", f"until={max(1, round(mount_days * 86400))}s"])
+
+
+def _run(argv: list[str]) -> None:
+    done = subprocess.run(argv, env=environment(), capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         raise BuildFailed(f"could not prune the build cache: {(done.stderr or done.stdout).strip()[-200:]}")
-

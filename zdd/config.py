@@ -35,7 +35,8 @@ class Server:
     registry: str | None = None      # swarm: where the nodes pull images from, HOST:PORT
     builder_cli: str | None = None   # the docker CLI that builds with BuildKit (install.sh finds it)
     builder_kind: str = "classic"    # "buildx": docker buildx build; "classic": DOCKER_BUILDKIT=1 docker build
-    build_cache_mb: int = 2048       # BuildKit's cache (layers, cache mounts) is pruned down to this
+    build_cache_mb: int = 2048       # BuildKit's cache is pruned down to this (least recently used first)
+    cache_mount_days: float = 7.0    # and its cache mounts unused this long are dropped
 
     def repo_path(self, app: str) -> Path:
         return self.root / f"{app}.git"
@@ -91,6 +92,7 @@ def load_server(root: str | os.PathLike | None = None) -> Server:
         builder_cli=data.get("builder_cli"),
         builder_kind=data.get("builder_kind", "classic"),
         build_cache_mb=int(data.get("build_cache_mb", 2048)),
+        cache_mount_days=float(data.get("cache_mount_days", 7.0)),
     )
 
 

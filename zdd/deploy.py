@@ -146,7 +146,7 @@ def _builder(server) -> builder.Builder:
 
 def prune_build_cache(server, emit: Emit) -> None:
     try:
-        builder.prune_cache(_builder(server), server.build_cache_mb)
+        builder.prune_cache(_builder(server), server.build_cache_mb, server.cache_mount_days)
     except Exception as error:  # the deploy is done: a failed clean-up must not fail it
         emit(f"    could not prune the build cache ({type(error).__name__}: {error}): the next build tries again")
 

@@ -4,9 +4,11 @@ reach the build and nothing else, a bounded build cache. Real pushes, a real eng
 import io
 import json
 import os
+import re
 import secrets
 import subprocess
 import tarfile
+import time
 
 import pytest
 
@@ -28,7 +30,7 @@ COPY busybox /bin/busybox
 COPY --chmod=751 www/index.html /www/index.html
 COPY deps.txt /deps.txt
 ARG APP_ENV=unset
-RUN --mount=type=cache,target=/cache ["/bin/busybox", "sh", "-c", \
+RUN --mount=type=cache,id=cache-NONCE,target=/cache ["/bin/busybox", "sh", "-c", \
 "if [ -e /cache/warm ]; then echo CACHE-HIT; else echo CACHE-MISS; echo warm > /cache/warm; fi"]
 RUN --mount=type=secret,id=INDEX_TOKEN ["/bin/busybox", "sh", "-c", \
 "n=$(/bin/busybox wc -c < /run/secrets/INDEX_TOKEN); echo secret-bytes=$n > /www/secret.txt"]
@@ -46,12 +48,24 @@ RUN ["/bin/busybox", "false"]
 """
 
 
-def buildkit_commit(repo, message: str, deps: str = "requests==1\n") -> str:
-    repo.write("docker/Dockerfile", BUILDKIT_DOCKERFILE)
-    repo.write("deps.txt", deps)
+NONCES: dict = {}  # a working copy's own cache mount id
+
+
+def printed(output: str, word: str) -> bool:
+    """Whether a build step printed ``word`` as its output line (``#6 0.25 WORD``), not merely
+    showed it in the step's command."""
+    return re.search(rf"^remote:\s+#\d+ \d+\.\d+ {word}\s*$", output, re.M) is not None
+
+
+def buildkit_commit(repo, message: str, deps: str = "requests==1\n", body: str | None = None) -> str:
+    """A commit of the BuildKit app; its cache mount and deps are the working copy's own, so
+    that no earlier run's cache answers for it."""
+    nonce = NONCES.setdefault(repo.path, secrets.token_hex(6))
+    repo.write("docker/Dockerfile", BUILDKIT_DOCKERFILE.replace("NONCE", nonce))
+    repo.write("deps.txt", f"# {nonce}\n{deps}")
     repo.write(".dockerignore", "local-notes.txt\n")
     repo.write("local-notes.txt", "kept out of the image\n")
-    return repo.commit(message, zdd_toml=BUILD_TOML)
+    return repo.commit(message, body=body, zdd_toml=BUILD_TOML)
 
 
 def test_a_dockerfile_with_buildkit_syntax_builds_with_args_target_and_a_secret_it_keeps_out(
@@ -63,7 +77,8 @@ def test_a_dockerfile_with_buildkit_syntax_builds_with_args_target_and_a_secret_
     sha = buildkit_commit(repo, "bk1")
     first = repo.push("main")
     pushed_live(first)
-    expect(first.stderr, "with BuildKit", "CACHE-MISS")
+    expect(first.stderr, "with BuildKit")
+    assert printed(first.stderr, "CACHE-MISS") and not printed(first.stderr, "CACHE-HIT"), first.stderr
     assert http_get(site + "/") == (200, "bk1")
     assert http_get(site + "/info.txt") == (200, "mode=751 env=production ignored=absent\n"), \
         "COPY --chmod, the build arg and .dockerignore"
@@ -72,7 +87,7 @@ def test_a_dockerfile_with_buildkit_syntax_builds_with_args_target_and_a_secret_
     buildkit_commit(repo, "bk2", deps="requests==2\n")  # above the cached RUN: it runs again
     second = repo.push("main")
     pushed_live(second)
-    expect(second.stderr, "CACHE-HIT")
+    assert printed(second.stderr, "CACHE-HIT"), second.stderr
     assert http_get(site + "/") == (200, "bk2")
 
     image = f"zdd-{app}:{sha}"
@@ -159,5 +174,31 @@ def test_the_build_cache_is_pruned_to_its_limit_after_a_build(server, new_app):
             assert http_get(site + "/") == (200, body)
             # each build left a 60 MB layer in the cache; other tests' builds may add a few MB
             assert build_cache_mb() < 45, build_cache_mb()
+    finally:
+        settings_path.write_text(before)
+
+
+def test_cache_mounts_unused_for_cache_mount_days_are_dropped(server, new_app):
+    """Docker 20.10's BuildKit counts a cache mount as 0 B, so the size limit never drops one."""
+    app, site, repo = new_app
+    assert server.zdd("env", app, "set", "INDEX_TOKEN=t0ken-value").returncode == 0
+    settings_path = server.root / "settings.json"
+    before = settings_path.read_text()
+    settings_path.write_text(json.dumps({**json.loads(before), "cache_mount_days": 1 / 86400}))  # 1 s
+    try:
+        buildkit_commit(repo, "m1")
+        first = repo.push("main")
+        pushed_live(first)
+        assert printed(first.stderr, "CACHE-MISS"), first.stderr
+        time.sleep(3)  # the mount is unused for longer than cache_mount_days now
+        repo.write("extra.txt", "below the cached RUN: only COPY . /context runs again\n")
+        buildkit_commit(repo, "m2", body="m1")
+        second = repo.push("main")
+        pushed_live(second)
+        assert not printed(second.stderr, "CACHE-MISS") and not printed(second.stderr, "CACHE-HIT"), second.stderr
+        buildkit_commit(repo, "m3", deps="requests==3\n")
+        third = repo.push("main")
+        pushed_live(third)
+        assert printed(third.stderr, "CACHE-MISS"), "dropped after m2's build: " + third.stderr
     finally:
         settings_path.write_text(before)
