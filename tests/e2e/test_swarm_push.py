@@ -207,6 +207,7 @@ def test_every_command_works_in_swarm_mode(lab, swarm_server, tmp_path):
     assert "1/1 running" in apps.stdout, apps.stdout
     assert server.zdd("scale", app, "web=2").returncode == 0
     assert wait_for(lambda: len([t for t in tasks(server, app) if t["status"] == "running"]) == 2, timeout=60)
+    assert len(set(nodes_of(server, app))) == 2, "scaled up: the new task on another node"
 
     assert server.zdd("storage", app, "add", "data:/data").returncode == 0
     restarted = server.zdd("restart", app)
