@@ -6,12 +6,10 @@ import getpass
 import os
 import secrets
 import signal
-import tempfile
 import time
 from typing import Callable
 
-from zdd import builder, engine, generation, gitrepo, names, oneoff, processes, retention, state
-from zdd.errors import BuildFailed, GitError
+from zdd import engine, generation, image_build, names, oneoff, processes, retention, state
 
 Emit = Callable[[str], None]
 
@@ -66,7 +64,7 @@ def deploy(app, runtime, sha: str, ref: str, emit: Emit) -> dict:
         except Exception as error:  # the deploy is done: a failed clean-up must not fail it
             emit(f"    could not prune old images ({type(error).__name__}: {error}): the next deploy tries again")
         if not record["image_reused"]:
-            prune_build_cache(app.server, emit)
+            image_build.prune_build_cache(app.server, emit)
         return record
 
 
@@ -77,7 +75,7 @@ def _deploy_locked(app, runtime, live, sha, ref, deploy_id, timer) -> dict:
         repo_config = app.repo_config_at(sha, repo)
         counts = _process_counts(repo_config, app.scale, timer.emit, runtime.web_scales)
     deployed_before = any(entry["sha"] == sha for entry in app.history())
-    image, reused = _build_or_reuse(app, client, repo, repo_config, sha, ref, timer, deployed_before)
+    image, reused = image_build.build_or_reuse(app, client, repo, repo_config, sha, ref, timer, deployed_before)
     version = generation.Version(client, image, app.name, sha, ref, deploy_id, repo_config, app.env, app.mounts)
     if repo_config.release:
         with timer.step("release", f"Running the release command ({oneoff.shown(repo_config.release)})"):
@@ -92,86 +90,6 @@ def _process_counts(repo_config, scale: dict[str, int], emit: Emit, web_scales: 
     if len(counts) > 1 or counts.get(processes.WEB) != 1:
         emit(f"    processes: {' '.join(f'{name}={count}' for name, count in counts.items())}")
     return counts
-
-
-def _build_or_reuse(app, client, repo, repo_config, sha, ref, timer, deployed_before: bool):
-    tag = names.image_tag(app.name, sha)
-    short_tag = f"{names.image_repository(app.name)}:{sha[:12]}"
-    image = engine.find_image(client, tag)
-    if image is not None:
-        with timer.step("build", f"Image {short_tag} exists: reusing it, no build"):
-            return image, True
-    build = repo_config.build
-    _check_dockerfile(repo, sha, build.dockerfile)
-    secrets = _build_secrets(app, build)
-    _check_room_to_build(app.server, client, repo, sha)
-    if gitrepo.has_submodules(repo, sha):
-        timer.emit("==> Note: submodules are not part of the build context (git archive leaves them out)")
-    if deployed_before:
-        timer.emit(f"==> The image of {sha[:12]} was pruned: rebuilding it from git")
-    with timer.step("build", f"Building image {short_tag} with BuildKit"):
-        with gitrepo.export_tar(repo, sha) as context:
-            builder.build(_builder(app.server), context, tag, names.labels(app.name, sha, ref), build, secrets,
-                          lambda line: timer.emit(f"    {line}"))
-        image = engine.find_image(client, tag)
-        if image is None:
-            raise BuildFailed(f"the build ended without the image {short_tag}")
-    return image, False
-
-
-def _check_dockerfile(repo, sha: str, path: str) -> None:
-    if gitrepo.regular_file(repo, sha, path):
-        return
-    if path == "Dockerfile":
-        raise GitError(f"commit {sha[:12]} has no Dockerfile at its root: add one and push again")
-    raise GitError(f"commit {sha[:12]} has no file {path} (build.dockerfile in zdd.toml), or it is a link: "
-                   "name a file inside the repository")
-
-
-def _build_secrets(app, build) -> dict[str, str]:
-    """The values of the env keys that [build] secrets names; refused before the build if one is unset."""
-    missing = [name for name in build.secrets if name not in app.env]
-    if missing:
-        raise BuildFailed(f"the build secret {missing[0]} is not set: `zdd env {app.name} set {missing[0]}=...` "
-                          "(zdd.toml's build.secrets names env keys of the app)")
-    return {name: app.env[name] for name in build.secrets}
-
-
-def _builder(server) -> builder.Builder:
-    """The docker CLI install.sh recorded, or (a server set up before BuildKit builds) one found now."""
-    if server.builder_cli:
-        return builder.Builder(server.builder_cli, server.builder_kind)
-    return builder.discover()
-
-
-def prune_build_cache(server, emit: Emit) -> None:
-    try:
-        builder.prune_cache(_builder(server), server.build_cache_mb, server.cache_mount_days)
-    except Exception as error:  # the deploy is done: a failed clean-up must not fail it
-        emit(f"    could not prune the build cache ({type(error).__name__}: {error}): the next build tries again")
-
-
-def _check_room_to_build(server, client, repo, sha: str) -> None:
-    """Refuse a build that would not fit, before it starts filling the disk."""
-    size_mb = gitrepo.tree_size(repo, sha) / 1e6
-    if size_mb > server.max_context_mb:
-        raise BuildFailed(f"the build context is {size_mb:.0f} MB, over the {server.max_context_mb} MB limit: "
-                          "remove large files from the repository, or raise max_context_mb in settings.json")
-    for folder in (engine.storage_dir(client), tempfile.gettempdir()):
-        free_mb = _free_mb(folder)
-        needed_mb = 2 * size_mb + server.min_free_mb
-        if free_mb is not None and free_mb < needed_mb:
-            raise BuildFailed(f"not enough disk space to build: {free_mb:.0f} MB free in {folder}, about "
-                              f"{needed_mb:.0f} MB needed ({server.min_free_mb} MB stays free): free some "
-                              "space, e.g. fewer kept images (install.sh --keep) or `docker system prune`")
-
-
-def _free_mb(folder: str) -> float | None:
-    try:
-        stats = os.statvfs(folder)
-    except OSError:
-        return None  # an engine on another host: its disk is not ours to see
-    return stats.f_bavail * stats.f_frsize / 1e6
 
 
 def prune_images(client, app, protected: set, emit: Emit) -> None:
