@@ -19,7 +19,6 @@ from typing import Callable, Iterator
 from zdd.errors import BuildFailed
 
 Emit = Callable[[str], None]
-KINDS = ("buildx", "classic")
 CANDIDATES = ("/usr/bin/docker", "/usr/local/bin/docker", "/bin/docker")
 MASK = "********"
 MIN_MASKED = 4   # shorter values would mask ordinary words of the output
@@ -159,7 +158,7 @@ def _lines(stream, masked: list[str]) -> Iterator[str]:
 
 
 def _error_line(tail: list[str]) -> str:
-    errors = [line for line in tail if line.lower().startswith(("error", "#")) and "error" in line.lower()]
+    errors = [line for line in tail if "error" in line.lower()]
     return (errors[-1] if errors else tail[-1] if tail else "no output").removeprefix("ERROR: ").strip()
 
 
