@@ -1,0 +1,19 @@
+"""Shared by every test folder: the order in which test files are handed to the parallel
+test processes (tests/run uses ``--dist loadfile``: a file's tests stay in one process)."""
+
+# The longest files start first, so that none of them starts last and holds up the end of
+# the run; the rest keep pytest's order. Durations from `tests/run --durations=0`.
+LONGEST_FIRST = (
+    "e2e/test_swarm_push.py",
+    "e2e/test_faults.py",
+    "e2e/test_ssh.py",
+    "integration/test_swarm_runtime.py",
+    "e2e/test_operations.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        path = item.nodeid.split("::")[0].removeprefix("tests/")
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+    items.sort(key=rank)  # stable: within a rank, pytest's own order
