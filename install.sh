@@ -76,6 +76,10 @@ missing_packages() {
   command -v dockerd >/dev/null || command -v docker >/dev/null || echo docker.io
   command -v caddy >/dev/null || echo caddy
   command -v git >/dev/null || echo git
+  if command -v dpkg >/dev/null; then  # zdd backup: restic, and a static busybox to read storage volumes
+    command -v restic >/dev/null || echo restic
+    dpkg -s busybox-static >/dev/null 2>&1 || echo busybox-static
+  fi
   "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || echo python3-venv
 }
 missing=$(missing_packages | tr '\n' ' ')

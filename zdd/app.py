@@ -4,7 +4,7 @@ import dataclasses
 import functools
 from pathlib import Path
 
-from zdd import appenv, config, gitrepo, processes, state, storage
+from zdd import appenv, config, gitrepo, processes, services, state, storage
 from zdd.errors import ZddError
 
 
@@ -39,6 +39,15 @@ class App:
     @functools.cached_property
     def mounts(self) -> list[storage.Mount]:
         return storage.read(self.dir)
+
+    @functools.cached_property
+    def services(self) -> list[services.Service]:
+        return services.read(self.dir)
+
+    @property
+    def network(self) -> str | None:
+        """The network its containers join: its own, when it has data services beside it."""
+        return services.network_name(self.name) if self.services else None
 
     def live(self) -> dict | None:
         """The live record as it is on disk now (a deploy or a repair may have changed it)."""

@@ -12,7 +12,8 @@ import requests.exceptions
 
 from zdd import __version__, appenv
 from zdd import app as apps
-from zdd import config, deploy, engine, gitrepo, hook, install, keys, ops, processes, remote, retention, runtimes, sshgate
+from zdd import backups, config, databases, deploy, engine, gitrepo, hook, install, keys, ops, processes, remote
+from zdd import restore, retention, runtimes, sshgate
 from zdd.errors import GitError, InvalidInput, ZddError
 
 
@@ -211,6 +212,64 @@ def cmd_run(server, args) -> int:
     return runtime.run(app, command, args.process, extra, tty)
 
 
+def cmd_db(server, args) -> int:
+    app, runtime = _app(server, args)
+    if args.action in ("create", "destroy") and not args.kind:
+        raise InvalidInput(f"zdd db {args.action} takes APP and a service type: postgres or redis")
+    if args.action == "create":
+        databases.create(app, runtime, args.kind, args.version, args.image, emit)
+    elif args.action == "destroy":
+        databases.destroy(app, runtime, args.kind, args.data, emit)
+    elif args.action == "connect":
+        return databases.connect(app, runtime, args.kind, sys.stdin.isatty() and sys.stdout.isatty())
+    else:
+        rows = databases.rows(app, runtime)
+        if args.json:
+            print(json.dumps(rows, indent=2, sort_keys=True))
+        for row in [] if args.json else rows:
+            size = backups.size_text(row["size_bytes"]) if (row["size_bytes"] or -1) >= 0 else "-"
+            last = row["last_backup"]
+            backed = f"last backup {last['id']} {last['outcome']}" if last else "never backed up"
+            print(f"{row['service']:<9} {row['state']:<9} {row['image']:<24} volume {row['volume']} ({size})  "
+                  f"{row['env']}  {backed}")
+        if not rows and not args.json:
+            print(f"{args.app}: no databases (add one with zdd db create {args.app} postgres)")
+    return 0
+
+
+def cmd_backup(server, args) -> int:
+    app, runtime = _app(server, args)
+    if args.check is not None:
+        restore.check(app, runtime.client, None if args.check == "latest" else args.check, emit)
+    else:
+        backups.backup(app, runtime.client, emit)
+    return 0
+
+
+def cmd_backups(server, args) -> int:
+    app = apps.load(server, args.app)
+    entries = backups.listing(app)
+    if args.json:
+        print(json.dumps(entries, indent=2, sort_keys=True))
+        return 0
+    for entry in entries:
+        size = backups.size_text(sum(i["bytes"] for i in entry["items"])) if entry["items"] else "-"
+        items = ",".join(i["item"] for i in entry["items"]) or "-"
+        where = entry["where"] if entry["stored"] else "no longer stored" if entry["outcome"] == "ok" else "-"
+        print(f"{entry['id']:<24} {entry['finished_at']}  {entry['outcome']:<6} {size:>9}  {items:<28} "
+              f"{entry['reason']:<24} {where}")
+        if entry.get("error"):
+            print(f"    {entry['error']}")
+    if not entries:
+        print(f"{args.app}: no backups yet (zdd backup {args.app})")
+    return 0
+
+
+def cmd_restore(server, args) -> int:
+    restore.restore(*_app(server, args), args.backup, args.service, emit)
+    return 0
+
+
 def cmd_keys(server, args) -> int:
     if args.action == "list":
         for key in keys.read(server.root):
@@ -299,6 +358,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
                      help="extra variable for this run only")
     run.add_argument("words", nargs="*", metavar="CMD", help="-- then the command and its arguments")
+    db = sub.add_parser("db", help="databases beside an app: create, list, connect, destroy",
+                        description="zdd db create APP postgres|redis [--version V | --image I]; zdd db list APP; "
+                                    "zdd db connect APP [TYPE]; zdd db destroy APP TYPE [--data]")
+    db.add_argument("action", choices=["create", "list", "connect", "destroy"])
+    db.add_argument("app")
+    db.add_argument("kind", nargs="?", metavar="TYPE", help="postgres or redis")
+    db.add_argument("--version", help="create: the official image's version (postgres 17, redis 7 by default)")
+    db.add_argument("--image", help="create: run this image instead (it must honour the official image's contract)")
+    db.add_argument("--data", action="store_true", help="destroy: remove its data volume too")
+    db.add_argument("--json", action="store_true")
+    db.set_defaults(func=cmd_db)
+    backup = command("backup", cmd_backup, "back up the app's databases and storage into its restic repository")
+    backup.add_argument("--check", nargs="?", const="latest", metavar="BACKUP",
+                        help="instead: restore the latest (or this) backup into scratch containers and verify it")
+    command("backups", cmd_backups, "list the app's backups: age, outcome, size, where").add_argument(
+        "--json", action="store_true")
+    restore_command = command("restore", cmd_restore, "restore a backup (the latest by default), after a safety backup")
+    restore_command.add_argument("backup", nargs="?", help="the backup's id (zdd backups APP lists them)")
+    restore_command.add_argument("--service", metavar="ITEM", help="only this part: postgres, redis or storage:NAME")
     init = command("init", cmd_init, "set up an app (install.sh runs this)")
     init.add_argument("--keep", type=int, help="how many recent images to keep for rollbacks (default 5)")
     init.add_argument("--domain", required=True, help="Caddy site address: example.com, http://host:port, :port")

@@ -76,7 +76,8 @@ def _deploy_locked(app, runtime, live, sha, ref, deploy_id, timer) -> dict:
         counts = _process_counts(repo_config, app.scale, timer.emit, runtime.web_scales)
     deployed_before = any(entry["sha"] == sha for entry in app.history())
     image, reused = image_build.build_or_reuse(app, client, repo, repo_config, sha, ref, timer, deployed_before)
-    version = generation.Version(client, image, app.name, sha, ref, deploy_id, repo_config, app.env, app.mounts)
+    version = generation.Version(client, image, app.name, sha, ref, deploy_id, repo_config, app.env, app.mounts,
+                                 app.network)
     if repo_config.release:
         with timer.step("release", f"Running the release command ({oneoff.shown(repo_config.release)})"):
             oneoff.release(version, timer.emit)

@@ -1,8 +1,10 @@
 """Everything zdd asks of the Docker engine, through the Docker SDK."""
 
+import io
 import os
 import shutil
 import subprocess
+import tarfile
 import threading
 import time
 from typing import Callable, Iterator
@@ -47,7 +49,7 @@ def has_healthcheck(image) -> bool:
     return health_command(image) is not None
 
 
-def health_command(image) -> list[str] | None:
+def health_command(image) -> list[str] | None:  # an image, or a container (same Config)
     """The image's HEALTHCHECK as an argument list, or None if it has none."""
     test = ((image.attrs.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
     if test[:1] == ["CMD"] and len(test) > 1:
@@ -84,8 +86,10 @@ class PortInUse(ZddError):
 
 
 def start_container(client, image, name: str, labels: dict, env: dict, *, command=None,
-                    publish: tuple[int, int] | None = None, mounts=(), healthcheck: bool = True):
-    """Run detached; ``publish`` = (app port, host port) publishes on 127.0.0.1 only.
+                    publish: tuple[int, int] | None = None, mounts=(), healthcheck: bool = True,
+                    network: str | None = None):
+    """Run detached; ``publish`` = (app port, host port) publishes on 127.0.0.1 only;
+    ``network``: the app's own network (else Docker's default bridge).
 
     No restart policy yet: a crashing candidate must stay stopped so its exit code
     shows. ``keep_running`` adds the policy once it is healthy."""
@@ -96,6 +100,8 @@ def start_container(client, image, name: str, labels: dict, env: dict, *, comman
         env = {**env, "PORT": str(port)}
     if not healthcheck:
         options["healthcheck"] = {"test": ["NONE"]}
+    if network:
+        options["network"] = network
     try:
         return client.containers.run(
             image.id, command=list(command) if command else None, name=name, detach=True, labels=labels,
@@ -177,8 +183,9 @@ def stop_and_remove(container, timeout: float) -> None:
 
 
 def remove(container) -> None:
+    """Remove it, and the anonymous volumes its image declared (named volumes stay)."""
     try:
-        container.remove(force=True)
+        container.remove(force=True, v=True)
     except docker.errors.NotFound:
         pass
 
@@ -200,6 +207,14 @@ def remove_image(client, image_id: str) -> bool:
         client.images.remove(image_id, force=False, noprune=False)
         return True
     except docker.errors.APIError:
+        return False
+
+
+def volume_exists(client, name: str) -> bool:
+    try:
+        client.volumes.get(name)
+        return True
+    except docker.errors.NotFound:
         return False
 
 
@@ -225,12 +240,13 @@ def remove_volume(client, name: str) -> None:
 
 
 def run_to_completion(client, image, name: str, labels: dict, env: dict, command, mounts,
-                      timeout: float, emit: Emit) -> tuple[int | None, list[str]]:
+                      timeout: float, emit: Emit, network: str | None = None) -> tuple[int | None, list[str]]:
     """Run a one-off container, streaming its output line by line, for up to ``timeout``
     seconds (then kill it); always remove it. Returns its exit code (None: timed out)
     and its last lines."""
     container = client.containers.create(image.id, command=list(command), name=name, labels=labels,
-                                         environment=env, mounts=docker_mounts(mounts), init=True)
+                                         environment=env, mounts=docker_mounts(mounts), init=True,
+                                         network=network)
     tail: list[str] = []
     try:
         container.start()
@@ -277,21 +293,144 @@ def _wait_exit(container, timeout: float) -> int | None:
     return None
 
 
-def create_interactive(client, image, name: str, labels: dict, env: dict, command, mounts, tty: bool):
+def create_interactive(client, image, name: str, labels: dict, env: dict, command, mounts, tty: bool,
+                       network: str | None = None):
     return client.containers.create(image.id, command=list(command), name=name, labels=labels,
                                     environment=env, mounts=docker_mounts(mounts), init=True,
-                                    stdin_open=True, tty=tty)
+                                    stdin_open=True, tty=tty, network=network)
 
 
 def attach_terminal(container) -> int | None:
     """Start the container attached to this process's stdin, stdout and terminal, through the
     docker CLI (which knows raw mode, window size and signal forwarding); return its exit code."""
-    cli = shutil.which("docker") or next((p for p in ("/usr/bin/docker", "/usr/local/bin/docker")
-                                          if os.access(p, os.X_OK)), None)
-    if cli is None:
-        raise ZddError("zdd run needs the docker command-line client: install docker.io or docker-ce-cli")
-    subprocess.call([cli, "start", "--attach", "--interactive", container.id])
+    subprocess.call([docker_cli(), "start", "--attach", "--interactive", container.id])
     container.reload()
     if container.status in ("exited", "dead"):
         return container.attrs["State"]["ExitCode"]
     return None
+
+
+def ensure_network(client, name: str, labels: dict) -> None:
+    """A bridge network of that name (an app's own, for its services), created if missing."""
+    if not client.networks.list(names=[name]):
+        client.networks.create(name, driver="bridge", labels=labels)
+
+
+def remove_network(client, name: str) -> None:
+    for network in client.networks.list(names=[name]):
+        try:
+            network.remove()
+        except docker.errors.NotFound:
+            pass
+
+
+def ensure_image(client, reference: str, emit: Emit):
+    """The image, pulled from its registry only when this engine does not have it."""
+    image = find_image(client, reference)
+    if image is not None:
+        return image
+    emit(f"    pulling {reference}")
+    try:
+        return client.images.pull(reference)
+    except docker.errors.APIError as error:
+        raise ZddError(f"cannot pull {reference}: {error.explanation or error}") from None
+
+
+DATA_LABEL = "zdd.data-of"  # a data service's app: never zdd.app, which marks the app's own containers
+
+
+def start_service(client, service, network: str, labels: dict):
+    """A data service's container (see zdd.services.Service): its data on a named volume, on
+    the app's network only (nothing published), restarted by Docker, checked every second."""
+    create_volume(client, service.volume, labels)
+    _remove_by_name(client, service.container)
+    container = client.containers.create(
+        service.image, name=service.container, network=network, restart_policy={"Name": "unless-stopped"},
+        mounts=[docker.types.Mount(service.spec.data_dir, service.volume, type="volume")],
+        **_service_options(service, labels))
+    container.start()
+    return container
+
+
+def scratch_service(client, service, name: str, labels: dict):
+    """A created, not started, copy of a service with no network and no named volume: a
+    backup is restored into it to prove that it restores. Remove it with ``remove``."""
+    return client.containers.create(service.image, name=name, network_mode="none",
+                                    **_service_options(service, labels))
+
+
+def _service_options(service, labels: dict) -> dict:
+    return {"command": service.command(), "labels": labels, "environment": service.environment(),
+            "stop_signal": service.spec.stop_signal,
+            "healthcheck": {"test": service.healthcheck(), "interval": 1_000_000_000, "timeout": 5_000_000_000,
+                            "retries": 5, "start_period": 60_000_000_000}}
+
+
+def service_containers(client, app: str) -> list:
+    return client.containers.list(ignore_removed=True, all=True, filters={"label": f"{DATA_LABEL}={app}"})
+
+
+def exec_output(container, command: list[str]) -> tuple[int, str]:
+    """Run a short command in a running container: its exit code and its output."""
+    result = container.exec_run(command, stdout=True, stderr=True)
+    return result.exit_code, result.output.decode("utf-8", "replace")
+
+
+def docker_cli() -> str:
+    """The docker command-line client, for what the SDK does not stream (exec with stdin, cp)."""
+    cli = shutil.which("docker") or next((p for p in ("/usr/bin/docker", "/usr/local/bin/docker")
+                                          if os.access(p, os.X_OK)), None)
+    if cli is None:
+        raise ZddError("this needs the docker command-line client: install docker.io or docker-ce-cli")
+    return cli
+
+
+def exec_argv(container: str, command: list[str], stdin: bool = False) -> list[str]:
+    return [docker_cli(), "exec", *(["-i"] if stdin else []), container, *command]
+
+
+def copy_in_argv(container: str, folder: str) -> list[str]:
+    """``docker cp -``: a tar on standard input, unpacked into ``folder`` (also of a stopped container)."""
+    return [docker_cli(), "cp", "-", f"{container}:{folder}"]
+
+
+def copy_out_argv(container: str, path: str) -> list[str]:
+    return [docker_cli(), "cp", f"{container}:{path}", "-"]
+
+
+HELPER_IMAGE = "zdd-helper:busybox"
+STATIC_BUSYBOX = "/bin/busybox"
+
+
+def helper_image(client) -> str:
+    """A one-file image holding the host's static busybox (Debian's busybox-static), made
+    here once: tar and sh for storage backups, with nothing pulled from a registry."""
+    if find_image(client, HELPER_IMAGE) is not None:
+        return HELPER_IMAGE
+    try:
+        binary = open(STATIC_BUSYBOX, "rb").read()
+    except FileNotFoundError:
+        binary = b""
+    if b"ld-linux" in binary[:8192] or not binary.startswith(b"\x7fELF"):
+        raise ZddError(f"backing up storage needs a static busybox at {STATIC_BUSYBOX}: "
+                       "apt-get install -y busybox-static (install.sh does it)")
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        entry = tarfile.TarInfo("bin/busybox")
+        entry.size, entry.mode = len(binary), 0o755
+        tar.addfile(entry, io.BytesIO(binary))
+    repository, tag = HELPER_IMAGE.split(":")
+    client.api.import_image_from_data(archive.getvalue(), repository=repository, tag=tag)
+    return HELPER_IMAGE
+
+
+def helper_argv(client, mount, command: list[str], read_only: bool = False, stdin: bool = False) -> list[str]:
+    """``docker run`` of the helper with one storage mount at /data, removed when done."""
+    spec = f"type={mount.kind},src={mount.source},dst=/data" + (",readonly" if read_only else "")
+    return [docker_cli(), "run", "--rm", *(["-i"] if stdin else []), "--network", "none",
+            "--label", "zdd.helper=1", "--mount", spec, helper_image(client), STATIC_BUSYBOX, *command]
+
+
+def volume_sizes(client) -> dict[str, int]:
+    """Each volume's size in bytes, as `docker system df -v` counts it."""
+    return {v["Name"]: (v.get("UsageData") or {}).get("Size", -1) for v in client.df().get("Volumes") or []}

@@ -26,6 +26,7 @@ class Version:
     config: object          # the commit's zdd.toml, a config.RepoConfig
     env: dict
     mounts: list
+    network: str | None = None   # the app's own network, when it has data services
 
     def labels(self, process: str, **extra: str) -> dict:
         return labels(self.app, self.sha, self.ref, process, self.deploy_id, **extra)
@@ -45,7 +46,7 @@ def live_version(client, app, live: dict, repo_config) -> Version:
     if image is None:
         raise ZddError(f"the live image {live['image']} is missing: `zdd restart {app.name}` rebuilds it")
     return Version(client, image, app.name, live["sha"], live["ref"], live["deploy_id"], repo_config,
-                   app.env, app.mounts)
+                   app.env, app.mounts, app.network)
 
 
 def labels(app: str, sha: str, ref: str, process: str, deploy_id: str, **extra: str) -> dict:
@@ -72,7 +73,8 @@ def start_workers(version: Version, process: processes.Process, count: int, firs
         name = f"zdd-{version.app}-{process.name}-{version.sha[:12]}-{version.deploy_id}-{index}"
         container = engine.start_container(
             version.client, version.image, name, version.labels(process.name, **{"zdd.index": str(index)}),
-            version.env, command=process.command, mounts=version.mounts, healthcheck=process.healthcheck)
+            version.env, command=process.command, mounts=version.mounts, healthcheck=process.healthcheck,
+            network=version.network)
         started.append(Worker(process, container))
     return started
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from zdd import app as apps
-from zdd import deploy, engine, processes, retention, state, storage
+from zdd import deploy, engine, processes, retention, services, state, storage
 from zdd.errors import InvalidInput, ZddError
 
 Emit = Callable[[str], None]
@@ -118,17 +118,22 @@ def destroy(app, runtime, emit: Emit, with_storage: bool = False) -> None:
         for container in engine.app_containers(client, app.name):
             engine.remove(container)
             emit(f"removed container {container.name}")
+        for container in engine.service_containers(client, app.name):
+            engine.stop_and_remove(container, timeout=30)
+            emit(f"removed {container.labels.get('zdd.data')} container {container.name}")
+        engine.remove_network(client, services.network_name(app.name))
         for image in engine.app_images(client, app.name):
             engine.remove_image(client, image["id"])
-        mounts = app.mounts
+        mounts, data_volumes = app.mounts, [s.volume for s in app.services]
         shutil.rmtree(app.repo_path, ignore_errors=True)
         shutil.rmtree(app.dir, ignore_errors=True)
-        _destroy_storage(client, app.name, mounts, with_storage, emit)
+        _destroy_storage(client, app.name, mounts, data_volumes, with_storage, emit)
     emit(f"{app.name} destroyed: its site, containers, images, repository and history are gone")
 
 
-def _destroy_storage(client, app: str, mounts: list, with_storage: bool, emit: Emit) -> None:
-    volumes = sorted(set(engine.app_volumes(client, app)) | {m.source for m in mounts if m.kind == "volume"})
+def _destroy_storage(client, app: str, mounts: list, data_volumes: list, with_storage: bool, emit: Emit) -> None:
+    volumes = sorted(set(engine.app_volumes(client, app)) | {m.source for m in mounts if m.kind == "volume"}
+                     | set(data_volumes))
     folders = [m.source for m in mounts if m.kind == "bind"]
     if with_storage:
         for name in volumes:

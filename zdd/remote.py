@@ -18,6 +18,7 @@ SSH_URL = re.compile(r"ssh://(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+|\[[0-9a-fA-F:
                      r"(?P<path>/.*)")
 SCP_LIKE = re.compile(r"(?:(?P<user>[^@/:]+)@)?(?P<host>[^:/]+):(?P<path>[^/].*|/.*)")
 SERVER_WIDE = {"apps", "keys", "render"}
+ACTION_FIRST = "db"  # `zdd db create APP postgres`: the app comes after the action
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +51,9 @@ def remote_argv(remote: Remote, argv: list[str]) -> list[str]:
     if not argv:
         raise InvalidInput("name a command, e.g. zdd status")
     command, rest = argv[0], argv[1:]
-    if command in SERVER_WIDE or rest[:1] == [remote.app]:
+    if command == ACTION_FIRST and rest and rest[1:2] != [remote.app]:  # zdd db ACTION APP ...
+        return [remote.zdd_path(), command, rest[0], remote.app, *rest[1:]]
+    if command in SERVER_WIDE or command == ACTION_FIRST or rest[:1] == [remote.app]:
         return [remote.zdd_path(), command, *rest]
     return [remote.zdd_path(), command, remote.app, *rest]
 
@@ -82,7 +85,8 @@ def _git_ssh_command() -> str | None:
 
 def run(remote_name: str, argv: list[str]) -> int:
     remote = find_remote(remote_name)
-    tty = bool(argv) and argv[0] == "run" and sys.stdin.isatty() and sys.stdout.isatty()
+    interactive = argv[:1] == ["run"] or argv[:2] == ["db", "connect"]
+    tty = interactive and sys.stdin.isatty() and sys.stdout.isatty()
     ssh = os.environ.get("ZDD_SSH") or os.environ.get("GIT_SSH_COMMAND") or _git_ssh_command() or "ssh"
     code = subprocess.call(ssh_command(remote, argv, tty, ssh))
     if code == 255:

@@ -16,8 +16,9 @@ from zdd import keys
 from zdd.errors import InvalidInput
 from zdd.processes import SHELL_SYNTAX, unquoted
 
-APP_COMMANDS = {"status", "history", "rollback", "deploy", "restart", "env", "logs", "scale", "storage", "run"}
-ADMIN_COMMANDS = {"keys", "render", "destroy"}
+APP_COMMANDS = {"status", "history", "rollback", "deploy", "restart", "env", "logs", "scale", "storage", "run",
+                "db", "backup", "backups"}
+ADMIN_COMMANDS = {"keys", "render", "destroy", "restore"}
 GIT_SERVICES = {"git-receive-pack": "receive-pack", "git-upload-pack": "upload-pack"}
 REPO = re.compile(r"(?P<app>[a-z][a-z0-9-]{0,31})\.git/?")
 
@@ -86,9 +87,13 @@ def _zdd(key, argv: list[str], apps: set[str]) -> Zdd:
         return Zdd(argv)
     if command not in APP_COMMANDS:
         raise Refused(f"refused: `zdd {command}` cannot be run over SSH")
-    if len(argv) < 2 or argv[1] not in apps:
-        raise Refused(f"refused: `zdd {command}` needs one of this key's apps right after it")
-    _check_app(key, argv[1])
+    app = argv[2:3] if command == "db" else argv[1:2]  # zdd db ACTION APP
+    if not app or app[0] not in apps:
+        raise Refused(f"refused: `zdd {command}` needs one of this key's apps"
+                      + (" after the action" if command == "db" else " right after it"))
+    _check_app(key, app[0])
+    if command == "db" and argv[1:2] == ["destroy"] and not key.admin:
+        raise Refused("refused: removing a database is for admin keys")
     if command == "storage" and argv[2:3] != ["list"] and not key.admin:
         raise Refused("refused: storage mounts host folders, so adding or removing it is for admin keys")
     return Zdd(argv)

@@ -64,20 +64,25 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def read_live(app_dir: Path) -> dict | None:
+def read_json(path: Path):
+    """A JSON file's data, or None when there is no such file."""
     try:
-        return json.loads((app_dir / STATE_FILE).read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
         return None
+
+
+def read_live(app_dir: Path) -> dict | None:
+    return read_json(app_dir / STATE_FILE)
 
 
 def write_live(app_dir: Path, live: dict) -> None:
     write_json_atomic(app_dir / STATE_FILE, live)
 
 
-def append_history(app_dir: Path, entry: dict) -> None:
+def append_jsonl(path: Path, entry: dict) -> None:
+    """Add one line to a log of JSON lines, on disk before this returns."""
     line = json.dumps(entry) + "\n"
-    path = app_dir / HISTORY_FILE
     with open(path, "a") as handle:
         own_like_parent(path)
         handle.write(line)
@@ -85,9 +90,10 @@ def append_history(app_dir: Path, entry: dict) -> None:
         os.fsync(handle.fileno())
 
 
-def read_history(app_dir: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
+    """Every whole line of such a log (a line cut short by a crash is skipped)."""
     try:
-        lines = (app_dir / HISTORY_FILE).read_text().splitlines()
+        lines = path.read_text().splitlines()
     except FileNotFoundError:
         return []
     entries = []
@@ -95,6 +101,14 @@ def read_history(app_dir: Path) -> list[dict]:
         with contextlib.suppress(json.JSONDecodeError):
             entries.append(json.loads(line))
     return entries
+
+
+def append_history(app_dir: Path, entry: dict) -> None:
+    append_jsonl(app_dir / HISTORY_FILE, entry)
+
+
+def read_history(app_dir: Path) -> list[dict]:
+    return read_jsonl(app_dir / HISTORY_FILE)
 
 
 @contextlib.contextmanager

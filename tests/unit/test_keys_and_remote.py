@@ -50,6 +50,11 @@ def test_authorized_keys_keep_foreign_lines_and_refuse_duplicates():
     ("zdd run shop -- sh -c 'a && b'", Zdd(["run", "shop", "--", "sh", "-c", "a && b"])),
     ("zdd apps", Zdd(["apps", "--only", "shop"])),
     ("zdd storage shop list", Zdd(["storage", "shop", "list"])),
+    ("zdd db list shop", Zdd(["db", "list", "shop"])),
+    ("zdd db connect shop postgres", Zdd(["db", "connect", "shop", "postgres"])),
+    ("zdd db create shop redis", Zdd(["db", "create", "shop", "redis"])),
+    ("zdd backup shop --check", Zdd(["backup", "shop", "--check"])),
+    ("zdd backups shop --json", Zdd(["backups", "shop", "--json"])),
 ])
 def test_what_an_app_key_may_run(command, decision):
     assert decide(ALICE, command, ROOT, APPS) == decision
@@ -82,6 +87,11 @@ def test_what_an_app_key_may_run(command, decision):
     ("zdd status", "needs one of this key's apps"),
     ("zdd storage shop add /srv/zdd/storage/blog:/data", "for admin keys"),
     ("zdd apps --only blog", "`zdd apps` takes --json only"),
+    ("zdd restore shop", "for admin keys"),
+    ("zdd db destroy shop postgres", "removing a database is for admin keys"),
+    ("zdd db list blog", "not allowed to use blog"),
+    ("zdd db list", "needs one of this key's apps after the action"),
+    ("zdd backup blog", "not allowed to use blog"),
     ("/usr/bin/zdd status shop", "'/usr/bin/zdd' is not allowed"),
 ])
 def test_everything_else_is_refused(command, message):
@@ -116,6 +126,9 @@ def test_the_laptop_command_becomes_the_server_command():
     assert remote_argv(remote, ["status"]) == ["/srv/zdd/bin/zdd", "status", "shop"]
     assert remote_argv(remote, ["apps", "--json"]) == ["/srv/zdd/bin/zdd", "apps", "--json"]
     assert remote_argv(remote, ["env", "set", "A=x y"]) == ["/srv/zdd/bin/zdd", "env", "shop", "set", "A=x y"]
+    assert remote_argv(remote, ["db", "list"]) == ["/srv/zdd/bin/zdd", "db", "list", "shop"]
+    assert remote_argv(remote, ["db", "create", "postgres"]) == ["/srv/zdd/bin/zdd", "db", "create", "shop", "postgres"]
+    assert remote_argv(remote, ["db", "connect", "shop"]) == ["/srv/zdd/bin/zdd", "db", "connect", "shop"]
     assert ssh_command(remote, ["run", "--", "sh"], True, "ssh -i key") == [
         "ssh", "-i", "key", "-p", "2222", "-t", "deploy@example.com", "--", "/srv/zdd/bin/zdd run shop -- sh"]
     assert ssh_command(remote, ["env", "set", "A=x; y"], False, "ssh")[-1] == \

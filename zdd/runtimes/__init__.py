@@ -47,6 +47,13 @@ class Runtime(Protocol):
     def run(self, app, command: list[str], process: str | None, extra_env: dict, tty: bool) -> int:
         """A one-off command in a fresh container of the live version; its exit code."""
 
+    def stop_processes(self, app, live: dict) -> list:
+        """Stop every process of the live version (a restore swaps the data under it); what
+        ``start_processes`` needs to start them again."""
+
+    def start_processes(self, app, live: dict, stopped: list, emit: Emit) -> None:
+        """Start what ``stop_processes`` stopped; return once web is healthy again."""
+
     def destroy(self, app, emit: Emit) -> None:
         """Stop and remove what runs the app (its containers, images and files go after)."""
 

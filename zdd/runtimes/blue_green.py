@@ -121,7 +121,7 @@ def _start_in_slot(app, version, name, port, slot):
     def start(host_port):
         return engine.start_container(version.client, version.image, name, labels, version.env,
                                       command=version.config.process(processes.WEB).command,
-                                      publish=(port, host_port), mounts=version.mounts)
+                                      publish=(port, host_port), mounts=version.mounts, network=version.network)
     try:
         container = start(host_port)
     except engine.PortInUse:
@@ -149,6 +149,20 @@ def _health_gate(client, container, image, host_port, upstream, repo_config, tim
                                       "listens on another port, set `port` in zdd.toml") from None
             raise ContainerFailed(f"{error}: the last probe got {probe.last_failure}") from None
         engine.keep_running(container)
+
+
+def wait_healthy_again(client, app, live: dict, web, emit: Emit) -> None:
+    """The live web container, started again in its slot (after a restore): healthy by the
+    same check as at its deploy."""
+    repo_config = app.repo_config_at(live["sha"])
+    image = engine.find_image(client, live["image"])
+    command = engine.health_command(image) if image is not None else None
+    if command:
+        probe = engine.HealthCommandProbe(client, web, command)
+    else:
+        probe = health.HttpProbe(int(live["upstream"].rsplit(":", 1)[1]), repo_config.health_path)
+    health.wait_until_healthy(web, probe, repo_config.health_timeout, repo_config.health_interval, emit,
+                              docker_health=bool(command))
 
 
 def _switch(runtime, app, slot: str, emit: Emit) -> None:

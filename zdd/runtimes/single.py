@@ -104,6 +104,22 @@ class SingleServer(RuntimeBase):
                            f"(`zdd scale {app.name} {process}=1` starts one)")
         return found
 
+    def stop_processes(self, app, live: dict) -> list:
+        group = generation.of_generation(self.client, app.name, live.get("deploy_id"))
+        web = engine.get_container(self.client, live.get("container_id"))
+        stopped = [c for containers in group.values() for c in containers] + ([web] if web else [])
+        timeout = int(app.repo_config_at(live["sha"]).stop_timeout)
+        for container in stopped:
+            container.stop(timeout=timeout)
+        return stopped
+
+    def start_processes(self, app, live: dict, stopped: list, emit: Emit) -> None:
+        for container in stopped:
+            container.start()
+        web = next((c for c in stopped if c.id == live.get("container_id")), None)
+        if web is not None:
+            blue_green.wait_healthy_again(self.client, app, live, web, emit)
+
     def destroy(self, app, emit: Emit) -> None:
         pass  # its containers are removed with those of every runtime, by label
 

@@ -253,6 +253,12 @@ class Swarm(RuntimeBase):
         for chunk in service.logs(stdout=True, stderr=True, follow=follow, tail=tail, timestamps=False):
             yield chunk.decode("utf-8", "replace")
 
+    def stop_processes(self, app, live: dict) -> list:
+        raise ContainerFailed("restoring a backup in Swarm mode is not built yet: restore on a single server")
+
+    def start_processes(self, app, live: dict, stopped: list, emit: Emit) -> None:
+        raise ContainerFailed("restoring a backup in Swarm mode is not built yet")
+
     def destroy(self, app, emit: Emit, timeout: float = 60) -> None:
         """Remove the app's services, and wait for their tasks on this node to be gone (their
         volumes, this node's, can be removed only then)."""

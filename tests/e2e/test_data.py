@@ -1,0 +1,195 @@
+"""The app's data, as its users keep it: Postgres and Redis beside the app (`zdd db`), backups
+of them and of storage into a restic repository, restores that bring back exactly what was
+backed up, and checks that prove a backup restores (or say that it does not). One app, with
+local images that honour the official postgres and redis images' contract, shared by the
+tests of this file: they run in order, each building on what the one before left."""
+
+import json
+import os
+import re
+import time
+from collections import Counter
+
+import pytest
+
+from conftest import REPO, AppRepo, expect, http_get, pushed_live, run
+from loadclient import KeepAliveClient
+
+pytestmark = pytest.mark.e2e
+LEDGER = REPO / "tests" / "e2e" / "apps" / "ledger"
+POSTGRES, REDIS = "zdd-base/postgres:15", "zdd-base/redis:7"
+
+
+@pytest.fixture(scope="module")
+def data_images():
+    result = run([str(REPO / "scripts" / "make-data-images")])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def ledger(server, tmp_path_factory, python_image, data_images, docker_client):
+    app = f"ledger{os.environ.get('PYTEST_XDIST_WORKER', 'gw0')[2:]}"
+    site = server.add_app(app)
+    repo = AppRepo(tmp_path_factory.mktemp("ledger") / "work", server.repo(app), template=LEDGER)
+    yield app, site, repo
+    server.zdd("destroy", app, "--yes", "--storage")
+
+
+def post(url: str) -> str:
+    result = run(["curl", "-sS", "-f", "-X", "POST", url])
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def get_json(url: str):
+    status, body = http_get(url)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def backup_id(output: str) -> str:
+    found = re.search(r" as (\d{8}T\d{6}Z-[0-9a-f]{4})", output)
+    assert found, output
+    return found.group(1)
+
+
+def commit(repo: AppRepo, message: str) -> str:
+    repo.write("VERSION", message)
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "-m", message)
+    return repo.head()
+
+
+def test_postgres_beside_the_app_backs_up_and_restores_exactly_the_backed_up_rows(server, ledger, docker_client):
+    app, site, repo = ledger
+    created = server.zdd("db", "create", app, "postgres", "--image", POSTGRES)
+    assert created.returncode == 0, created.stderr + created.stdout
+    expect(created.stdout, "DATABASE_URL is set", f"zdd restart {app}")
+    password = json.loads((server.root / "apps" / app / "services.json").read_text())[0]["password"]
+    assert password not in created.stdout + created.stderr
+    assert (server.root / "apps" / app / "services.json").stat().st_mode & 0o777 == 0o600
+    service = docker_client.containers.get(f"zdd-{app}-postgres")
+    assert service.attrs["HostConfig"]["PortBindings"] in (None, {}), "a database publishes no port"
+
+    for refused, says in [
+        (["db", "create", app, "postgres"], "already has postgres"),
+        (["db", "create", app, "mysql"], "unknown service type 'mysql'"),
+        (["restore", app, "20000101T000000Z-0000"], "no stored backup"),
+        (["db", "destroy", app, "redis"], "has no redis"),
+    ]:
+        result = server.zdd(*refused)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, (refused, result.stderr)
+        expect(result.stderr, says)
+
+    commit(repo, "v1")
+    first = repo.push("main")
+    pushed_live(first)
+    expect(first.stderr, "migrated: table rows is there")
+    assert password not in first.stderr
+    for body in ("a", "b", "c"):
+        post(f"{site}/rows?body={body}")
+
+    backed_up = server.zdd("backup", app)
+    assert backed_up.returncode == 0, backed_up.stderr + backed_up.stdout
+    taken = backup_id(backed_up.stdout)
+    for body in ("d", "e"):
+        post(f"{site}/rows?body={body}")
+    assert get_json(f"{site}/rows") == ["a", "b", "c", "d", "e"]
+
+    restored = server.zdd("restore", app, taken)
+    assert restored.returncode == 0, restored.stderr + restored.stdout
+    expect(restored.stdout, "a safety backup", "was stopped for", "serves again")
+    assert get_json(f"{site}/rows") == ["a", "b", "c"], "exactly the backed-up rows"
+
+    listed = server.zdd("backups", app, "--json")
+    entries = json.loads(listed.stdout)
+    assert [e["reason"] for e in entries[:2]] == [f"before restoring {taken}", "manual"]
+    assert all(e["outcome"] == "ok" and e["stored"] for e in entries)
+    db_list = server.zdd("db", "list", app)
+    expect(db_list.stdout, "postgres", "healthy", POSTGRES, f"zdd-{app}-postgres-data", "last backup")
+
+    checked = server.zdd("backup", app, "--check", taken)
+    assert checked.returncode == 0, checked.stderr + checked.stdout
+    expect(checked.stdout, "postgres: restores, 1 tables, 3 rows", f"backup {taken} restores")
+    assert not docker_client.containers.list(all=True, filters={"label": f"zdd.check-of={app}"}), "scratch removed"
+
+    clients = [KeepAliveClient(site, path="/rows", retrying=False) for _ in range(3)]
+    for client in clients:
+        client.start()
+    time.sleep(0.5)
+    commit(repo, "v2")
+    second = repo.push("main")
+    time.sleep(0.5)
+    for client in clients:
+        client.stop()
+    pushed_live(second)
+    assert [c.failures for c in clients] == [[]] * len(clients), "a deploy with a database drops nothing"
+    assert sum((c.bodies for c in clients), Counter()), "the load reached the app"
+
+
+def test_redis_and_storage_are_in_the_same_backups_and_restore_one_by_one(server, ledger):
+    app, site, _ = ledger
+    assert server.zdd("db", "create", app, "redis", "--image", REDIS).returncode == 0
+    assert server.zdd("storage", app, "add", "files:/files").returncode == 0
+    restarted = server.zdd("restart", app)
+    assert restarted.returncode == 0, restarted.stderr + restarted.stdout
+    for _ in range(3):
+        post(f"{site}/counter")
+    post(f"{site}/files?name=one")
+
+    backed_up = server.zdd("backup", app)
+    assert backed_up.returncode == 0, backed_up.stderr + backed_up.stdout
+    expect(backed_up.stdout, "postgres:", "redis:", "storage:files:")
+    taken = backup_id(backed_up.stdout)
+    post(f"{site}/counter")
+    post(f"{site}/files?name=two")
+    assert http_get(f"{site}/counter") == (200, "4")
+
+    only_redis = server.zdd("restore", app, taken, "--service", "redis")
+    assert only_redis.returncode == 0, only_redis.stderr + only_redis.stdout
+    assert http_get(f"{site}/counter") == (200, "3")
+    assert get_json(f"{site}/files") == ["one", "two"], "storage untouched by a redis restore"
+
+    only_files = server.zdd("restore", app, taken, "--service", "storage:files")
+    assert only_files.returncode == 0, only_files.stderr + only_files.stdout
+    assert get_json(f"{site}/files") == ["one"]
+    assert http_get(f"{site}/counter") == (200, "3")
+
+    wrong = server.zdd("restore", app, taken, "--service", "mysql")
+    assert wrong.returncode == 1 and "holds no mysql" in wrong.stderr, wrong.stderr
+
+    checked = server.zdd("backup", app, "--check", taken)
+    assert checked.returncode == 0, checked.stderr + checked.stdout
+    expect(checked.stdout, "redis: restores, 1 keys", "storage:files: restores, 1 files")
+
+
+def test_a_database_removed_without_its_data_comes_back_with_it(server, ledger):
+    app, site, _ = ledger
+    removed = server.zdd("db", "destroy", app, "postgres")
+    assert removed.returncode == 0, removed.stderr
+    expect(removed.stdout, f"its data stays in volume zdd-{app}-postgres-data")
+    assert "DATABASE_URL" not in server.zdd("env", app, "list").stdout
+    again = server.zdd("db", "create", app, "postgres", "--image", POSTGRES)
+    assert again.returncode == 0, again.stderr + again.stdout
+    expect(again.stdout, f"using the data kept in volume zdd-{app}-postgres-data")
+    assert server.zdd("restart", app).returncode == 0
+    assert get_json(f"{site}/rows") == ["a", "b", "c"], "the kept data, under a new password"
+
+
+def test_a_corrupted_backup_is_reported_by_its_check(server, ledger):
+    app, site, _ = ledger
+    taken = backup_id(server.zdd("backup", app).stdout)
+    packs = sorted((server.root / "backups" / app / "data").rglob("*"))
+    packs = [p for p in packs if p.is_file()]
+    assert packs
+    for pack in packs:
+        data = bytearray(pack.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        pack.chmod(0o600)
+        pack.write_bytes(bytes(data))
+
+    checked = server.zdd("backup", app, "--check", taken)
+    assert checked.returncode == 1, checked.stdout
+    expect(checked.stderr, f"backup {taken} of {app} does not restore")
+    assert checked.stderr.count("\n") == 1
+    assert get_json(f"{site}/rows") == ["a", "b", "c"], "the live app is untouched"

@@ -1,0 +1,142 @@
+"""`zdd db`: a Postgres or Redis beside an app, on the app's own network, its URL in the
+app's env. Creating one is checked before anything is written: an unknown type, a second of
+the same type or an image that cannot be had leaves nothing behind."""
+
+import subprocess
+import time
+from typing import Callable
+
+from zdd import appenv, backups, engine, services, state
+from zdd.errors import ContainerFailed, InvalidInput, ZddError
+
+Emit = Callable[[str], None]
+START_TIMEOUT = 120
+
+
+def labels(service) -> dict:
+    return {engine.DATA_LABEL: service.app, "zdd.data": service.kind}
+
+
+def create(app, runtime, kind: str, version: str | None, image: str | None, emit: Emit) -> None:
+    if runtime.web_scales:
+        raise InvalidInput("zdd db in Swarm mode is not built yet: services run on a single server for now")
+    image = services.image_for(kind, version, image)
+    service = services.new_service(app.name, kind, image, state.now_iso())
+    listed = services.added(app.services, service)
+    if service.spec.env_var in app.env:
+        raise InvalidInput(f"{app.name} already has {service.spec.env_var} in its env: "
+                           f"`zdd env {app.name} unset {service.spec.env_var}` first, if zdd should run {kind}")
+    client = runtime.client
+    emit(f"==> Starting {kind} for {app.name} ({image})")
+    engine.ensure_image(client, image, emit)
+    if engine.volume_exists(client, service.volume):
+        emit(f"    using the data kept in volume {service.volume}")
+    engine.ensure_network(client, services.network_name(app.name), {engine.DATA_LABEL: app.name})
+    container = engine.start_service(client, service, services.network_name(app.name), labels(service))
+    try:
+        wait_healthy(client, container, kind)
+        _set_password(container, service)
+    except ZddError:
+        engine.remove(container)
+        engine.remove_volume(client, service.volume)
+        if not app.services:
+            engine.remove_network(client, services.network_name(app.name))
+        raise
+    services.write(app.dir, listed)
+    appenv.update(app.dir, {service.spec.env_var: service.url()}, [])
+    emit(f"    {kind} is running: container {service.container}, data in volume {service.volume}")
+    emit(f"    {service.spec.env_var} is set in {app.name}'s env: the next deploy or `zdd restart {app.name}` "
+         "lets the app see it")
+
+
+def _set_password(container, service) -> None:
+    """Postgres keeps the password it was first given: data kept from an earlier service of
+    this name gets the new one (over the local socket, which needs none)."""
+    if service.kind != "postgres":
+        return
+    code, output = engine.exec_output(
+        container, ["sh", "-c", 'psql -v ON_ERROR_STOP=1 -q -U "$POSTGRES_USER" -d postgres '
+                                '-c "ALTER ROLE \\"$POSTGRES_USER\\" WITH PASSWORD \'$POSTGRES_PASSWORD\'"'])
+    if code != 0:
+        raise ContainerFailed(f"postgres did not take its password: {output.strip().splitlines()[-1:]}")
+
+
+def wait_healthy(client, container, kind: str, timeout: float = START_TIMEOUT) -> None:
+    """Healthy when Docker says so, or as soon as the container's own health command passes
+    (Docker runs it only once a second)."""
+    container.reload()
+    command = engine.health_command(container)
+    probe = engine.HealthCommandProbe(client, container, command) if command else None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = engine.state(container)
+        if now["status"] in ("exited", "dead") or now["health"] == "unhealthy":
+            tail = [line for line in engine.logs_tail(container, 5) if line.strip()]
+            raise ContainerFailed(f"{kind} did not start (exit code {now['exit_code']})"
+                                  + (f": {tail[-1].strip()}" if tail else ""))
+        if now["health"] == "healthy" or (probe and now["status"] == "running" and probe()):
+            return
+        time.sleep(0.2)
+    raise ContainerFailed(f"{kind} was not healthy within {timeout:.0f}s")
+
+
+def rows(app, runtime) -> list[dict]:
+    """`zdd db list`: each service with its image, state, volume, size and last backup."""
+    last = _last_backups(app)
+    sizes = engine.volume_sizes(runtime.client) if app.services else {}
+    found = []
+    for service in app.services:
+        container = engine.get_container(runtime.client, service.container)
+        now = engine.state(container) if container is not None else {"status": "missing", "health": None}
+        found.append({
+            "service": service.kind, "image": service.image, "container": service.container,
+            "state": now["health"] or now["status"], "volume": service.volume,
+            "size_bytes": sizes.get(service.volume),
+            "env": service.spec.env_var, "last_backup": last.get(service.kind),
+        })
+    return found
+
+
+def _last_backups(app) -> dict[str, dict]:
+    """The newest backup entry that covered each item (failed ones too: they are news)."""
+    last: dict[str, dict] = {}
+    for entry in state.read_jsonl(app.dir / backups.LOG_FILE):
+        names = [i["item"] for i in entry.get("items", [])] or [i.name for i in backups.items_of(app)]
+        for name in names:
+            last[name] = {"id": entry["id"], "at": entry.get("finished_at"), "outcome": entry.get("outcome")}
+    return last
+
+
+def destroy(app, runtime, kind: str, with_data: bool, emit: Emit) -> None:
+    service = services.find(app.services, app.name, kind)
+    container = engine.get_container(runtime.client, service.container)
+    if container is not None:
+        engine.stop_and_remove(container, timeout=30)
+    remaining = [s for s in app.services if s.kind != kind]
+    services.write(app.dir, remaining)
+    if app.env.get(service.spec.env_var) == service.url():
+        appenv.update(app.dir, {}, [service.spec.env_var])
+    if not remaining:
+        engine.remove_network(runtime.client, services.network_name(app.name))
+    if with_data:
+        engine.remove_volume(runtime.client, service.volume)
+        emit(f"removed {kind} of {app.name} and its data (volume {service.volume})")
+    else:
+        emit(f"removed {kind} of {app.name}; its data stays in volume {service.volume} "
+             f"(`zdd db destroy {app.name} {kind} --data` removes it; `docker volume rm {service.volume}` too)")
+    emit(f"    {service.spec.env_var} is unset: the next deploy or `zdd restart {app.name}` applies it")
+
+
+def connect(app, runtime, kind: str | None, tty: bool) -> int:
+    """The service's own client (psql, redis-cli), attached to this terminal."""
+    if kind is None:
+        if len(app.services) != 1:
+            have = ", ".join(s.kind for s in app.services) or "none"
+            raise InvalidInput(f"name the service to connect to (services of {app.name}: {have})")
+        kind = app.services[0].kind
+    service = services.find(app.services, app.name, kind)
+    backups.running_container(runtime.client, service)
+    argv = engine.exec_argv(service.container, service.client_command(), stdin=True)
+    if tty:
+        argv.insert(2, "-t")
+    return subprocess.call(argv)
