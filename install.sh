@@ -206,6 +206,43 @@ if [ "$(cat "$ZDD_ROOT/bin/zdd" 2>/dev/null)" != "$wrapper" ]; then
   echo "wrote $ZDD_ROOT/bin/zdd"
 fi
 
+# Scheduled backups (zdd backup APP --schedule daily): one timer runs `zdd backup-due` each
+# minute as the user who owns zdd's state: systemd's where systemd runs, else cron's.
+timer=zdd-backups
+[ "$ZDD_ROOT" = /srv/zdd ] || timer="zdd-backups-$(printf '%s' "$ZDD_ROOT" | md5sum | cut -c1-8)"
+run_as=${DEPLOY_USER:-$(id -un)}
+mkdir -p "$ZDD_ROOT/logs"
+[ -z "$DEPLOY_USER" ] || chown "$DEPLOY_USER:" "$ZDD_ROOT/logs"
+write_if_changed() {  # FILE CONTENT
+  [ "$(cat "$1" 2>/dev/null)" = "$2" ] && return 1
+  printf '%s\n' "$2" > "$1.tmp" && chmod 0644 "$1.tmp" && mv "$1.tmp" "$1" && echo "wrote $1"
+}
+if [ "$(id -u)" -ne 0 ]; then
+  echo "note: scheduled backups need a timer that root sets up: re-run install.sh as root"
+elif [ -d /run/systemd/system ]; then
+  changed=""
+  write_if_changed "/etc/systemd/system/$timer.service" "[Unit]
+Description=zdd: the scheduled backups due now ($ZDD_ROOT)
+[Service]
+Type=oneshot
+User=$run_as
+ExecStart=$ZDD_ROOT/bin/zdd backup-due" && changed=1
+  write_if_changed "/etc/systemd/system/$timer.timer" "[Unit]
+Description=zdd: look for scheduled backups each minute ($ZDD_ROOT)
+[Timer]
+OnCalendar=minutely
+[Install]
+WantedBy=timers.target" && changed=1
+  [ -z "$changed" ] || systemctl daemon-reload
+  systemctl is-enabled --quiet "$timer.timer" 2>/dev/null || { systemctl enable --now --quiet "$timer.timer"; echo "started $timer.timer (journalctl -u $timer shows its runs)"; }
+elif [ -d /etc/cron.d ]; then
+  write_if_changed "/etc/cron.d/$timer" "# zdd: the scheduled backups due now, each minute ($ZDD_ROOT)
+* * * * * $run_as $ZDD_ROOT/bin/zdd backup-due >> $ZDD_ROOT/logs/backup-due.log 2>&1" || true
+  command -v cron >/dev/null || echo "note: /etc/cron.d is there but cron is not installed: apt-get install cron"
+else
+  echo "note: neither systemd nor cron runs here: scheduled backups need one (apt-get install cron)"
+fi
+
 if [ -n "$DEPLOY_USER" ]; then
   [ "$(id -u)" -eq 0 ] || die "--user needs root (it sets up the user's groups and folders)"
   if ! id "$DEPLOY_USER" >/dev/null 2>&1; then

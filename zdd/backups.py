@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from zdd import engine, restic, services, state
+from zdd import engine, restic, schedule, services, state
 from zdd.errors import InvalidInput, ZddError
 
 Emit = Callable[[str], None]
 LOG_FILE = "backups.jsonl"
+LOCK_FILE = "backup.lock"   # one backup or restore of an app at a time
 KEY_FILE = "backup.key"
 TARGET_FILE = "backup-target.json"
 
@@ -179,6 +180,42 @@ def _forget_quietly(repo, snapshot_ids: list[str]) -> None:
         restic.forget(repo, snapshot_ids)
     except restic.ResticError:
         pass
+
+
+def locked(app):
+    """Hold the app's backup lock, waiting for a backup or restore that holds it."""
+    return state.file_lock(app.dir / LOCK_FILE)
+
+
+# ---- on schedule --------------------------------------------------------------------------
+
+def run_due(server, client, load_app, emit: Emit) -> int:
+    """`zdd backup-due`, each minute from the system's timer: back up every app whose
+    schedule says so, then apply its retention. Returns how many failed."""
+    failed = 0
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for name in server.app_names():
+        app = load_app(name)
+        plan = schedule.read(app.dir)
+        if plan is None or not schedule.is_due(plan, state.read_jsonl(app.dir / LOG_FILE), now):
+            continue
+        with state.lock_if_free(app.dir, LOCK_FILE) as free:
+            if not free:
+                emit(f"{name}: a backup or restore is running: the next minute tries again")
+                continue
+            try:
+                backup(app, client, emit, reason="scheduled")
+                restic.forget_by_policy(repository(app), plan.keep)
+                emit(f"    kept by policy: {', '.join(f'{count} {unit}' for unit, count in plan.keep.items())}")
+            except ZddError as error:
+                failed += 1
+                emit(f"{name}: FAILED: {error}")
+    return failed
+
+
+def schedule_warning(app) -> str | None:
+    return schedule.warning(schedule.read(app.dir), state.read_jsonl(app.dir / LOG_FILE),
+                            datetime.datetime.now(datetime.timezone.utc))
 
 
 # ---- listing ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import requests.exceptions
 from zdd import __version__, appenv
 from zdd import app as apps
 from zdd import backups, config, databases, deploy, engine, gitrepo, hook, install, keys, ops, processes, remote
-from zdd import restore, retention, runtimes, sshgate
+from zdd import restore, retention, runtimes, schedule, sshgate, state
 from zdd.errors import GitError, InvalidInput, ZddError
 
 
@@ -63,7 +63,24 @@ def cmd_status(server, args) -> int:
             print(line)
     else:
         print(f"{args.app}: nothing deployed yet")
+    if not args.json:
+        for line in _backup_lines(app):
+            print(line)
     return 0
+
+
+def _backup_lines(app) -> list[str]:
+    log = state.read_jsonl(app.dir / backups.LOG_FILE)
+    plan = schedule.read(app.dir)
+    lines = []
+    if log or plan:
+        last = log[-1] if log else None
+        said = f"last {last['id']} {last['outcome']} ({last['reason']})" if last else "none yet"
+        lines.append(f"  backups: {said}; " + (f"every {plan.period}" if plan else "no schedule"))
+    warning = backups.schedule_warning(app)
+    if warning:
+        lines.append(f"  warning: {warning}")
+    return lines
 
 
 def cmd_history(server, args) -> int:
@@ -239,11 +256,39 @@ def cmd_db(server, args) -> int:
 
 def cmd_backup(server, args) -> int:
     app, runtime = _app(server, args)
-    if args.check is not None:
-        restore.check(app, runtime.client, None if args.check == "latest" else args.check, emit)
-    else:
-        backups.backup(app, runtime.client, emit)
+    if args.schedule is not None:
+        return _set_schedule(app, args.schedule, args.keep)
+    if args.keep:
+        raise InvalidInput("--keep goes with --schedule: zdd backup APP --schedule daily --keep daily=14")
+    with backups.locked(app):
+        if args.check is not None:
+            restore.check(app, runtime.client, None if args.check == "latest" else args.check, emit)
+        else:
+            backups.backup(app, runtime.client, emit)
     return 0
+
+
+def _set_schedule(app, period: str, keep: list[str]) -> int:
+    if period == "off":
+        schedule.write(app.dir, None)
+        emit(f"{app.name}: no scheduled backups any more (the backups taken stay)")
+        return 0
+    plan = schedule.Schedule(period, schedule.parse_period(period), schedule.parse_keep(keep), state.now_iso())
+    if not backups.items_of(app):
+        raise InvalidInput(f"{app.name} has nothing to back up yet: no database (zdd db create) and no storage")
+    schedule.write(app.dir, plan)
+    kept = ", ".join(f"{unit} {count}" for unit, count in plan.keep.items())
+    emit(f"{app.name}: backed up every {period} by the server's backup timer; kept: {kept}")
+    return 0
+
+
+def cmd_backup_due(server, args) -> int:
+    runtime = runtimes.runtime_for(server)
+    stamped = lambda line: emit(f"{state.now_iso()} {line}")  # noqa: E731 (the schedule's log)
+    failed = backups.run_due(server, runtime.client, lambda name: apps.load(server, name), stamped)
+    if failed:
+        stamped(f"{failed} scheduled backup(s) failed")
+    return 1 if failed else 0
 
 
 def cmd_backups(server, args) -> int:
@@ -266,7 +311,9 @@ def cmd_backups(server, args) -> int:
 
 
 def cmd_restore(server, args) -> int:
-    restore.restore(*_app(server, args), args.backup, args.service, emit)
+    app, runtime = _app(server, args)
+    with backups.locked(app):
+        restore.restore(app, runtime, args.backup, args.service, emit)
     return 0
 
 
@@ -372,6 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
     backup = command("backup", cmd_backup, "back up the app's databases and storage into its restic repository")
     backup.add_argument("--check", nargs="?", const="latest", metavar="BACKUP",
                         help="instead: restore the latest (or this) backup into scratch containers and verify it")
+    backup.add_argument("--schedule", metavar="PERIOD", help="instead: back up every PERIOD (hourly, daily, weekly, "
+                                                            "30m, 6h, 2d) from now on; off stops it")
+    backup.add_argument("--keep", action="append", default=[], metavar="UNIT=COUNT",
+                        help="with --schedule: what to keep (default last=3 daily=7 weekly=4)")
+    sub.add_parser("backup-due", help="run by the server's backup timer each minute: the scheduled backups due now",
+                   description="run by the server's backup timer each minute").set_defaults(func=cmd_backup_due)
     command("backups", cmd_backups, "list the app's backups: age, outcome, size, where").add_argument(
         "--json", action="store_true")
     restore_command = command("restore", cmd_restore, "restore a backup (the latest by default), after a safety backup")
@@ -425,7 +478,7 @@ def main(argv=None) -> int:
         return _fail(f"unexpected {type(error).__name__}: {error}")
 
 
-SERVER_ONLY = {"init", "hook", "ssh"}
+SERVER_ONLY = {"init", "hook", "ssh", "backup-due"}
 
 
 def _remote_choice(argv: list[str]) -> tuple[str | None, list[str]]:

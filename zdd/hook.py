@@ -4,7 +4,7 @@ put the server's ref back so it shows what is live and a re-push retries."""
 from typing import Callable
 
 from zdd import app as apps
-from zdd import config, deploy, gitrepo, runtimes
+from zdd import backups, config, deploy, gitrepo, runtimes
 from zdd.push import ZERO_SHA, RefUpdate, parse_updates, plan_push
 
 Emit = Callable[[str], None]
@@ -31,6 +31,10 @@ def handle_push(server: config.Server, name: str, stdin_text: str, emit: Emit) -
         if getattr(error, "old_version_serves", True):
             _say_what_serves(live, settings.domain, emit)
         raise
+    finally:
+        warning = backups.schedule_warning(app)
+        if warning:
+            emit(f"==> Warning: {warning}")
 
 
 def _restore_ref(repo, update: RefUpdate, branch: str, live: dict | None, emit: Emit) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from typing import IO
 
 from zdd.errors import ZddError
@@ -43,13 +44,19 @@ def command(repo: Repository, *args: str) -> list[str]:
     return [binary(), *args]
 
 
-def run(repo: Repository, *args: str, timeout: float = 600) -> str:
-    """A restic command that reads nothing: its standard output; ResticError with its last line."""
-    try:
-        done = subprocess.run(command(repo, *args), env=repo.env(), capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise ResticError(f"restic {args[0]} did not finish within {timeout:g}s ({repo.where})") from None
+def run(repo: Repository, *args: str, timeout: float = 600, lock_wait: float = 120) -> str:
+    """A restic command that reads nothing: its standard output; ResticError with its last line.
+    While another restic holds the lock it needs (a prune, a listing), it waits its turn."""
+    deadline = time.monotonic() + lock_wait
+    while True:
+        try:
+            done = subprocess.run(command(repo, *args), env=repo.env(), capture_output=True, text=True,
+                                  timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise ResticError(f"restic {args[0]} did not finish within {timeout:g}s ({repo.where})") from None
+        if done.returncode == 0 or "already locked" not in done.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     if done.returncode != 0:
         raise ResticError(f"restic {args[0]} failed for {repo.where}: {last_line(done.stderr)}")
     return done.stdout

@@ -142,18 +142,18 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def lock_if_free(app_dir: Path) -> Iterator[bool]:
-    """Hold the app's deploy lock if no deploy holds it; yields whether it does."""
-    handle = _open_lock(app_dir)
+def lock_if_free(app_dir: Path, name: str = LOCK_FILE) -> Iterator[bool]:
+    """Hold the app's deploy lock (or another of its locks) if it is free; yields whether it does."""
+    handle = _open_lock(app_dir, name)
     try:
         yield _try_lock(handle)
     finally:
         handle.close()
 
 
-def _open_lock(app_dir: Path):
-    handle = open(app_dir / LOCK_FILE, "a+")
-    own_like_parent(app_dir / LOCK_FILE)
+def _open_lock(app_dir: Path, name: str = LOCK_FILE):
+    handle = open(app_dir / name, "a+")
+    own_like_parent(app_dir / name)
     return handle
 
 

@@ -1,5 +1,6 @@
 """Real parts: a Docker engine, a Caddy on free loopback ports, install.sh and git push."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -66,6 +67,11 @@ class Server:
             self.caddy.wait(timeout=30)
             self.caddy = None
 
+    def remove_backup_timer(self) -> None:
+        """install.sh's cron line for this server's scheduled backups (see install.sh)."""
+        digest = hashlib.md5(str(self.root).encode()).hexdigest()[:8]
+        Path(f"/etc/cron.d/zdd-backups-{digest}").unlink(missing_ok=True)
+
     def unused_port(self) -> int:
         """A free port that no app of this server has as its address yet (an app that never
         deployed has nothing listening on its address, so free_port alone could pick it)."""
@@ -122,6 +128,7 @@ def server(tmp_path_factory, docker_client):
     server.start_caddy()
     yield server
     server.stop_caddy()
+    server.remove_backup_timer()
     for app in server.apps:
         for container in docker_client.containers.list(ignore_removed=True, all=True, filters={"label": f"zdd.app={app}"}):
             container.remove(force=True)

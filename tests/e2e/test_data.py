@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import REPO, AppRepo, expect, http_get, pushed_live, run
+from conftest import REPO, AppRepo, expect, http_get, pushed_live, run, wait_for
 from loadclient import KeepAliveClient
 
 pytestmark = pytest.mark.e2e
@@ -161,6 +161,36 @@ def test_redis_and_storage_are_in_the_same_backups_and_restore_one_by_one(server
     checked = server.zdd("backup", app, "--check", taken)
     assert checked.returncode == 0, checked.stderr + checked.stdout
     expect(checked.stdout, "redis: restores, 1 keys", "storage:files: restores, 1 files")
+
+
+def scheduled(server, app: str) -> list[dict]:
+    return [e for e in json.loads(server.zdd("backups", app, "--json").stdout) if e["reason"] == "scheduled"]
+
+
+def test_scheduled_backups_run_by_themselves_and_a_failing_one_is_reported(server, ledger, new_app, docker_client):
+    app, site, _ = ledger
+    other, _, other_repo = new_app
+    assert server.zdd("db", "create", other, "redis", "--image", REDIS).returncode == 0
+    docker_client.containers.get(f"zdd-{other}-redis").stop()  # its backups cannot succeed
+    for name in (app, other):
+        scheduled_now = server.zdd("backup", name, "--schedule", "1m", "--keep", "last=2")
+        assert scheduled_now.returncode == 0, scheduled_now.stderr
+        expect(scheduled_now.stdout, "backed up every 1m by the server's backup timer")
+    bad = server.zdd("backup", app, "--schedule", "every day")
+    assert bad.returncode == 1 and "invalid schedule 'every day'" in bad.stderr, bad.stderr
+
+    assert wait_for(lambda: scheduled(server, app) and scheduled(server, other), timeout=150), \
+        (server.root / "logs" / "backup-due.log").read_text()
+    assert scheduled(server, app)[0]["outcome"] == "ok"
+    assert scheduled(server, other)[0]["outcome"] == "failed"
+    log = (server.root / "logs" / "backup-due.log").read_text()
+    expect(log, f"{other}: FAILED", "redis of", "is not running", "1 scheduled backup(s) failed")
+    expect(server.zdd("db", "list", other).stdout, "failed")
+    expect(server.zdd("status", other).stdout, "warning: the last scheduled backup", "failed")
+    other_repo.commit("v1")
+    expect(other_repo.push("main").stderr, "Warning: the last scheduled backup")
+    for name in (app, other):
+        assert server.zdd("backup", name, "--schedule", "off").returncode == 0
 
 
 def test_a_database_removed_without_its_data_comes_back_with_it(server, ledger):
