@@ -282,6 +282,19 @@ def _set_schedule(app, period: str, keep: list[str]) -> int:
     return 0
 
 
+def cmd_backup_target(server, args) -> int:
+    if args.action == "set":
+        if not args.items:
+            raise InvalidInput("zdd backup-target set URL [KEY=VALUE ...]: name the target")
+        backups.set_target(server, args.items[0], args.items[1:], emit)
+    elif args.action == "off":
+        backups.clear_target(server, emit)
+    else:
+        for line in backups.target_lines(server):
+            print(line)
+    return 0
+
+
 def cmd_backup_due(server, args) -> int:
     runtime = runtimes.runtime_for(server)
     stamped = lambda line: emit(f"{state.now_iso()} {line}")  # noqa: E731 (the schedule's log)
@@ -423,6 +436,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "30m, 6h, 2d) from now on; off stops it")
     backup.add_argument("--keep", action="append", default=[], metavar="UNIT=COUNT",
                         help="with --schedule: what to keep (default last=3 daily=7 weekly=4)")
+    target = sub.add_parser("backup-target", help="where backups go: this server (default) or off-site",
+                            description="zdd backup-target set URL [KEY=VALUE ...] (restic's URL: s3:https://HOST/"
+                                        "BUCKET/PATH, sftp:USER@HOST:/PATH; credentials such as AWS_ACCESS_KEY_ID=...); "
+                                        "zdd backup-target show; zdd backup-target off")
+    target.add_argument("action", choices=["set", "show", "off"])
+    target.add_argument("items", nargs="*", metavar="URL KEY=VALUE")
+    target.set_defaults(func=cmd_backup_target)
     sub.add_parser("backup-due", help="run by the server's backup timer each minute: the scheduled backups due now",
                    description="run by the server's backup timer each minute").set_defaults(func=cmd_backup_due)
     command("backups", cmd_backups, "list the app's backups: age, outcome, size, where").add_argument(

@@ -17,7 +17,7 @@ from zdd.errors import InvalidInput, ZddError
 SSH_URL = re.compile(r"ssh://(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+|\[[0-9a-fA-F:]+\])(?::(?P<port>[0-9]+))?"
                      r"(?P<path>/.*)")
 SCP_LIKE = re.compile(r"(?:(?P<user>[^@/:]+)@)?(?P<host>[^:/]+):(?P<path>[^/].*|/.*)")
-SERVER_WIDE = {"apps", "keys", "render"}
+SERVER_WIDE = {"apps", "keys", "render", "backup-target"}
 ACTION_FIRST = "db"  # `zdd db create APP postgres`: the app comes after the action
 
 

@@ -81,9 +81,18 @@ def ensure_initialised(repo: Repository) -> bool:
 
 
 def _missing(stderr: str) -> bool:
+    """restic found no repository there (as opposed to: it could not look)."""
     text = stderr.lower()
-    return any(sign in text for sign in ("does not exist", "no such file", "nosuchbucket", "not found",
-                                         "unable to open config file", "is there a repository"))
+    return any(sign in text for sign in ("no such file or directory", "file does not exist",
+                                         "the specified key does not exist"))
+
+
+def probe(repo: Repository) -> None:
+    """ResticError unless restic can reach the repository's place with its credentials."""
+    found = subprocess.run(command(repo, "cat", "config"), env=repo.env(), capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=120)
+    if found.returncode != 0 and not _missing(found.stderr):
+        raise ResticError(f"restic cannot use {repo.where}: {last_line(found.stderr)}")
 
 
 def backup_stream(repo: Repository, source: IO[bytes], filename: str, tags: list[str]) -> dict:

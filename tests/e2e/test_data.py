@@ -12,6 +12,10 @@ from collections import Counter
 
 import pytest
 
+os.environ.setdefault("INITIAL_NO_AUTH_ACTION_COUNT", "4")  # moto checks credentials after the set-up's 4 calls
+import boto3  # noqa: E402
+from moto.server import ThreadedMotoServer  # noqa: E402
+
 from conftest import REPO, AppRepo, expect, http_get, pushed_live, run, wait_for
 from loadclient import KeepAliveClient
 
@@ -204,6 +208,59 @@ def test_a_database_removed_without_its_data_comes_back_with_it(server, ledger):
     expect(again.stdout, f"using the data kept in volume zdd-{app}-postgres-data")
     assert server.zdd("restart", app).returncode == 0
     assert get_json(f"{site}/rows") == ["a", "b", "c"], "the kept data, under a new password"
+
+
+@pytest.fixture
+def bucket():
+    """An S3-compatible server on loopback (moto) that checks credentials, with one user
+    allowed everything and a bucket: yields its URL and that user's key."""
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    url = f"http://{host}:{port}"
+    iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="setup",
+                       aws_secret_access_key="setup")
+    iam.create_user(UserName="zdd")
+    key = iam.create_access_key(UserName="zdd")["AccessKey"]
+    policy = iam.create_policy(PolicyName="all", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "*", "Resource": "*"}]}))["Policy"]["Arn"]
+    iam.attach_user_policy(UserName="zdd", PolicyArn=policy)
+    boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=key["AccessKeyId"],
+                 aws_secret_access_key=key["SecretAccessKey"]).create_bucket(Bucket="offsite")
+    yield url, key["AccessKeyId"], key["SecretAccessKey"]
+    moto.stop()
+
+
+def test_backups_go_off_site_to_s3_and_restore_from_there(server, ledger, bucket):
+    app, site, _ = ledger
+    url, key_id, secret = bucket
+    target = f"s3:{url}/offsite/zdd"
+    refused = server.zdd("backup-target", "set", target, "AWS_ACCESS_KEY_ID=AKIAWRONG", f"AWS_SECRET_ACCESS_KEY={secret}")
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    expect(refused.stderr, "restic cannot use", "Access Key Id you provided does not exist")
+    assert secret not in refused.stderr and not (server.root / "backup-target.json").exists()
+    bad = server.zdd("backup-target", "set", target, "PATH=/tmp")
+    assert bad.returncode == 1 and "a credential restic reads" in bad.stderr, bad.stderr
+
+    kept = server.zdd("backup-target", "set", target, f"AWS_ACCESS_KEY_ID={key_id}", f"AWS_SECRET_ACCESS_KEY={secret}")
+    assert kept.returncode == 0, kept.stderr
+    try:
+        assert (server.root / "backup-target.json").stat().st_mode & 0o777 == 0o600
+        shown = server.zdd("backup-target", "show").stdout
+        expect(shown, f"backups go to {target}", "AWS_SECRET_ACCESS_KEY=*****")
+        taken = server.zdd("backup", app)
+        assert taken.returncode == 0, taken.stderr + taken.stdout
+        expect(taken.stdout, f"stored in {target}/{app}")
+        assert secret not in taken.stdout + taken.stderr
+        post(f"{site}/rows?body=after")
+        restored = server.zdd("restore", app, backup_id(taken.stdout), "--service", "postgres")
+        assert restored.returncode == 0, restored.stderr + restored.stdout
+        assert get_json(f"{site}/rows") == ["a", "b", "c"]
+        checked = server.zdd("backup", app, "--check", backup_id(taken.stdout))
+        assert checked.returncode == 0, checked.stderr + checked.stdout
+        expect(checked.stdout, f"the repository {target}/{app} is consistent", "postgres: restores, 1 tables, 3 rows")
+    finally:
+        assert server.zdd("backup-target", "off").returncode == 0
 
 
 def test_a_corrupted_backup_is_reported_by_its_check(server, ledger):

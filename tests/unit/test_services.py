@@ -58,3 +58,37 @@ def test_one_service_of_each_type_per_app(tmp_path):
 def test_each_backed_up_item_is_one_file_in_the_repository():
     assert [Item(n).filename for n in ("postgres", "redis", "storage:media")] == [
         "postgres.dump", "redis.tar", "storage-media.tar"]
+
+
+def test_schedules_parse_and_refuse_what_they_cannot_run():
+    from zdd import schedule
+    assert [schedule.parse_period(p) for p in ("hourly", "daily", "weekly", "30m", "6h", "2d")] == [
+        3600, 86400, 604800, 1800, 21600, 172800]
+    for bad in ("every day", "0m", "5s", "1w", "", "1m; rm -rf /"):
+        with pytest.raises(InvalidInput, match="invalid schedule"):
+            schedule.parse_period(bad)
+    assert schedule.parse_keep([]) == {"last": 3, "daily": 7, "weekly": 4}
+    assert schedule.parse_keep(["daily=14", "weekly=0", "monthly=6"]) == {"last": 3, "daily": 14, "monthly": 6}
+    for bad in (["yearly=1"], ["daily"], ["daily=-1"], ["last=0", "daily=0", "weekly=0"]):
+        with pytest.raises(InvalidInput):
+            schedule.parse_keep(bad)
+
+
+def test_a_backup_is_due_after_its_period_and_sooner_after_a_failure():
+    import datetime
+
+    from zdd import schedule
+    now = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.timezone.utc)
+    daily = schedule.Schedule("daily", 86400, {"last": 3}, "2026-11-01T00:00:00+00:00")
+    ago = lambda hours: (now - datetime.timedelta(hours=hours)).isoformat()  # noqa: E731
+    ok = {"id": "a", "reason": "scheduled", "outcome": "ok", "finished_at": ago(2)}
+    failed = {"id": "b", "reason": "scheduled", "outcome": "failed", "finished_at": ago(0.5), "error": "disk full"}
+    manual = {"id": "c", "reason": "manual", "outcome": "ok", "finished_at": ago(0.1)}
+    assert schedule.is_due(daily, [], now)
+    assert not schedule.is_due(daily, [ok, manual], now), "a manual backup does not move the schedule"
+    assert schedule.is_due(daily, [{**ok, "finished_at": ago(24)}], now)
+    assert schedule.is_due(daily, [ok, failed], now), "retried 15 minutes after a failure"
+    assert schedule.warning(daily, [ok], now) is None
+    assert "failed: disk full" in schedule.warning(daily, [ok, failed], now)
+    assert "3d old" in schedule.warning(daily, [{**ok, "finished_at": ago(72)}], now)
+    assert "is the backup timer installed" in schedule.warning(daily, [], now)
