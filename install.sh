@@ -212,7 +212,6 @@ timer=zdd-backups
 [ "$ZDD_ROOT" = /srv/zdd ] || timer="zdd-backups-$(printf '%s' "$ZDD_ROOT" | md5sum | cut -c1-8)"
 run_as=${DEPLOY_USER:-$(id -un)}
 mkdir -p "$ZDD_ROOT/logs"
-[ -z "$DEPLOY_USER" ] || chown "$DEPLOY_USER:" "$ZDD_ROOT/logs"
 write_if_changed() {  # FILE CONTENT
   [ "$(cat "$1" 2>/dev/null)" = "$2" ] && return 1
   printf '%s\n' "$2" > "$1.tmp" && chmod 0644 "$1.tmp" && mv "$1.tmp" "$1" && echo "wrote $1"
@@ -261,6 +260,7 @@ if [ -n "$DEPLOY_USER" ]; then
   if [ -f "$ZDD_CADDYFILE" ] && [ "$(stat -c %G "$ZDD_CADDYFILE")" != zdd ]; then chgrp zdd "$ZDD_CADDYFILE"; chmod 0664 "$ZDD_CADDYFILE"; fi
   # `zdd storage APP add $ZDD_ROOT/storage/DIR:/path` makes folders there as the deploy user
   # and links host names to apps in hosts/ (Caddy, another user, only reads them)
+  [ "$(stat -c %U "$ZDD_ROOT/logs")" = "$DEPLOY_USER" ] || chown "$DEPLOY_USER:" "$ZDD_ROOT/logs"  # the backup timer's log
   for dir in "$ZDD_ROOT/storage" "$ZDD_ROOT/hosts" "$ZDD_ROOT/hosts/http" "$ZDD_ROOT/hosts/https"; do
     if [ "$(stat -c %G "$dir")" != zdd ]; then chgrp zdd "$dir"; chmod 2775 "$dir"; fi
   done

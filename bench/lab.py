@@ -2,6 +2,7 @@
 developer's git working copy, and Docker helpers. Everything it creates is named
 ``zdd-bench...`` (containers, images) or lives in one temporary folder."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -146,6 +147,8 @@ class ZddServer:
 
     def stop(self) -> None:
         self.caddy.stop()
+        digest = hashlib.md5(str(self.root).encode()).hexdigest()[:8]
+        Path(f"/etc/cron.d/zdd-backups-{digest}").unlink(missing_ok=True)  # install.sh's backup timer
 
 
 class SwarmZddServer(ZddServer):

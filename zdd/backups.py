@@ -150,7 +150,10 @@ def _producer(app, client, item: Item) -> list[str]:
     if item.name == "postgres":
         service = services.find(app.services, app.name, "postgres")
         running_container(client, service)
-        return engine.exec_argv(service.container, ["pg_dump", "--format=custom", "-U", service.user, "-d", service.user])
+        # uncompressed, so that restic finds what did not change (pg_dump's own compression
+        # would make every backup new from the first changed row on)
+        return engine.exec_argv(service.container, ["pg_dump", "--format=custom", "--compress=0",
+                                                    "-U", service.user, "-d", service.user])
     if item.name == "redis":
         service = services.find(app.services, app.name, "redis")
         _save_redis(running_container(client, service))

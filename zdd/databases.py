@@ -18,8 +18,8 @@ def labels(service) -> dict:
 
 
 def create(app, runtime, kind: str, version: str | None, image: str | None, emit: Emit) -> None:
-    if runtime.web_scales:
-        raise InvalidInput("zdd db in Swarm mode is not built yet: services run on a single server for now")
+    if not runtime.data_services:
+        raise InvalidInput("zdd db is not built for Swarm mode yet: databases run beside apps on a single server")
     image = services.image_for(kind, version, image)
     service = services.new_service(app.name, kind, image, state.now_iso())
     listed = services.added(app.services, service)

@@ -21,6 +21,7 @@ class Runtime(Protocol):
     """What the commands need of a runtime. ``app`` is a zdd.app.App; ``live`` its live record."""
 
     web_scales: bool   # whether web may run more than one replica
+    data_services: bool  # whether `zdd db` can run databases beside the app here
 
     def roll_out(self, app, version, counts: dict[str, int], live: dict | None, timer) -> dict:
         """Put every process of ``version`` in place of ``live``'s and move traffic; return the

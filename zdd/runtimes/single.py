@@ -15,6 +15,7 @@ Emit = Callable[[str], None]
 
 class SingleServer(RuntimeBase):
     web_scales = False  # one web container: zdd moves traffic between two, with no downtime
+    data_services = True
 
     def roll_out(self, app, version, counts, live, timer) -> dict:
         return blue_green.roll_out(self, app, version, counts, live, timer)

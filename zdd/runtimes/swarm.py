@@ -190,6 +190,7 @@ class Swarm(RuntimeBase):
     """Every process a Swarm service; Caddy in a container on the services' overlay network."""
 
     web_scales = True  # web=3: three tasks over the nodes
+    data_services = False  # not yet: a database would be a service pinned to the manager
 
     @property
     def caddy(self):
