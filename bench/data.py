@@ -22,9 +22,12 @@ CHECKOUT = BENCH.parent
 POSTGRES = "zdd-base/postgres:15"
 APP = "benchdata"
 FILL_ROWS = """CREATE TABLE rows (id bigserial PRIMARY KEY, body text NOT NULL);
-INSERT INTO rows (body) SELECT s.body FROM generate_series(1, {rows}) AS i,
-  LATERAL (SELECT string_agg(md5(random()::text || i), '') FROM generate_series(1, 28)) AS s(body);"""
-CHANGE_ROWS = "UPDATE rows SET body = md5(random()::text) || substr(body, 33) WHERE id % 100 = 0;"
+INSERT INTO rows (body) SELECT s.body FROM generate_series(1, {rows}) AS g(i),
+  LATERAL (SELECT string_agg(md5(random()::text || g.i || k.k), '') FROM generate_series(1, 28) AS k(k)) AS s(body);"""
+CHANGES = {  # 1% of the rows: the newest ones (an app that appends and edits recent rows), or spread out
+    "together": "UPDATE rows SET body = md5(random()::text) || substr(body, 33) WHERE id > (SELECT max(id) * 0.99 FROM rows);",
+    "spread": "UPDATE rows SET body = md5(random()::text) || substr(body, 33) WHERE id % 100 = 0;",
+}
 FILL_FILES = ("cd /data && i=0; while [ $i -lt {files} ]; do i=$((i+1)); "
               "/bin/busybox head -c 1048576 /dev/urandom > f$i; done")
 CHANGE_FILES = ("cd /data && i=0; while [ $i -lt {files} ]; do i=$((i+100)); "
@@ -59,7 +62,7 @@ def postgres_case(server, rows: int) -> dict:
     print(f"filling Postgres with {rows} rows", flush=True)
     psql(FILL_ROWS.format(rows=rows))
     size = int(psql("SELECT pg_database_size(current_database())").strip())
-    return measured(server, "postgres", size, lambda: psql(CHANGE_ROWS))
+    return measured(server, "postgres", size, {name: (lambda sql=sql: psql(sql)) for name, sql in CHANGES.items()})
 
 
 def storage_case(server, files: int) -> dict:
@@ -67,21 +70,27 @@ def storage_case(server, files: int) -> dict:
     server.zdd("storage", APP, "add", "files:/data")
     print(f"filling the volume with {files} files of 1 MB", flush=True)
     helper(FILL_FILES.format(files=files))
-    return measured(server, "storage:files", files * 1024 * 1024, lambda: helper(CHANGE_FILES.format(files=files)))
+    return measured(server, "storage:files", files * 1024 * 1024,
+                    {"spread": lambda: helper(CHANGE_FILES.format(files=files))})
 
 
-def measured(server, item: str, size: int, change) -> dict:
+def measured(server, item: str, size: int, changes: dict) -> dict:
+    """A first backup; per change, 1% changed and a backup after it; a restore of the first; a check."""
     first, first_s = timed(server, "backup", APP)
-    change()
-    second, second_s = timed(server, "backup", APP)
-    _, restore_s = timed(server, "restore", APP, backup_id(first), "--service", item)
-    _, check_s = timed(server, "backup", APP, "--check", backup_id(second))
-    entries = {e["id"]: e for e in json.loads(server.zdd("backups", APP, "--json"))}
-    first_item = next(i for i in entries[backup_id(first)]["items"] if i["item"] == item)
-    second_item = next(i for i in entries[backup_id(second)]["items"] if i["item"] == item)
-    return {"size": size, "backup_s": first_s, "backup_bytes": first_item["bytes"], "stored_bytes": first_item["added"],
-            "second_backup_s": second_s, "second_added_bytes": second_item["added"],
-            "restore_s": restore_s, "check_s": check_s}
+    figures = {"size": size, "backup_s": first_s, **item_sizes(server, first, item, "backup_bytes", "stored_bytes")}
+    for name, change in changes.items():
+        change()
+        again, figures[f"{name}_backup_s"] = timed(server, "backup", APP)
+        figures.update(item_sizes(server, again, item, None, f"{name}_added_bytes"))
+    _, figures["restore_s"] = timed(server, "restore", APP, backup_id(first), "--service", item)
+    _, figures["check_s"] = timed(server, "backup", APP, "--check", backup_id(first))
+    return figures
+
+
+def item_sizes(server, output: str, item: str, total_key: str | None, added_key: str) -> dict:
+    entry = next(e for e in json.loads(server.zdd("backups", APP, "--json")) if e["id"] == backup_id(output))
+    sizes = next(i for i in entry["items"] if i["item"] == item)
+    return {**({total_key: sizes["bytes"]} if total_key else {}), added_key: sizes["added"]}
 
 
 def timed(server, *args: str) -> tuple[str, float]:
@@ -118,15 +127,18 @@ def markdown(figures: dict, args) -> str:
              f"`bench/run-data --rows {args.rows} --files {args.files}`: a Postgres database of {args.rows:,} rows "
              "of about 900 random hex characters, and a storage volume of "
              f"{args.files:,} files of 1 MB of random bytes, each backed up into the app's local restic repository "
-             "(`zdd backup`), changed by 1% (every hundredth row updated, every hundredth file rewritten), backed "
-             "up again, restored to the first backup (`zdd restore --service`, which takes a safety backup "
-             "first), and the second backup checked (`zdd backup --check`). Nothing deployed: the restore's "
+             "(`zdd backup`), then 1% changed and backed up again: the newest 1% of the rows together, then every "
+             "hundredth row (or file) spread out, then restored to the first backup (`zdd restore --service`, "
+             "which takes a safety backup first) and that backup checked (`zdd backup --check`). restic cuts "
+             "what it stores into chunks of about 1 MB: a change spread over every chunk makes each one new. Nothing deployed: the restore's "
              "time is zdd's and restic's alone. One run on this machine (2 cores).", "",
-             "| data | size | backup s | backed up | stored (compressed, deduplicated) | second backup s | "
-             "added by the second | restore s | check s |", "|---|---|---|---|---|---|---|---|---|"]
+             "| data | size | backup s | backed up | stored | 1% changed together: backup s, added | "
+             "1% changed spread out: backup s, added | restore s | check s |", "|---|---|---|---|---|---|---|---|---|"]
     for name, f in figures.items():
+        together = f"{f['together_backup_s']} s, {mb(f['together_added_bytes'])}" if "together_backup_s" in f else "-"
         lines.append(f"| {name} | {mb(f['size'])} | {f['backup_s']} | {mb(f['backup_bytes'])} | {mb(f['stored_bytes'])} "
-                     f"| {f['second_backup_s']} | {mb(f['second_added_bytes'])} | {f['restore_s']} | {f['check_s']} |")
+                     f"| {together} | {f['spread_backup_s']} s, {mb(f['spread_added_bytes'])} | {f['restore_s']} "
+                     f"| {f['check_s']} |")
     lines += ["", "Postgres is backed up as `pg_dump --format=custom --compress=0` and storage as a tar, both "
               "uncompressed so that restic's content-defined chunks find what did not change. restic 0.14 "
               "(Debian bookworm) stores them uncompressed; 0.16 and later compress its repositories."]

@@ -12,8 +12,8 @@ import requests.exceptions
 
 from zdd import __version__, appenv
 from zdd import app as apps
-from zdd import backups, config, databases, deploy, engine, gitrepo, hook, install, keys, ops, processes, remote
-from zdd import restore, retention, runtimes, schedule, sshgate, state
+from zdd import backup_target, backups, config, databases, deploy, engine, gitrepo, hook, install, keys, ops
+from zdd import processes, remote, restore, retention, runtimes, schedule, sshgate, state
 from zdd.errors import GitError, InvalidInput, ZddError
 
 
@@ -286,11 +286,11 @@ def cmd_backup_target(server, args) -> int:
     if args.action == "set":
         if not args.items:
             raise InvalidInput("zdd backup-target set URL [KEY=VALUE ...]: name the target")
-        backups.set_target(server, args.items[0], args.items[1:], emit)
+        backup_target.set_target(server, args.items[0], args.items[1:], emit)
     elif args.action == "off":
-        backups.clear_target(server, emit)
+        backup_target.clear_target(server, emit)
     else:
-        for line in backups.target_lines(server):
+        for line in backup_target.target_lines(server):
             print(line)
     return 0
 

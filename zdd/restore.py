@@ -10,7 +10,7 @@ import tempfile
 import time
 from typing import Callable
 
-from zdd import backups, databases, engine, restic, services, state
+from zdd import backup_target, backups, databases, engine, restic, services, state
 from zdd.backups import BackupFailed, Item
 from zdd.errors import ZddError
 
@@ -24,7 +24,7 @@ def restore(app, runtime, backup_id: str | None, only: str | None, emit: Emit) -
     entry = backups.find_backup(app, backup_id)
     chosen = backups.chosen_items(entry, only)
     targets = {item["item"]: _target(app, Item(item["item"])) for item in chosen}
-    repo = backups.repository(app)
+    repo = backup_target.repository(app)
     emit(f"==> Restoring {app.name} from backup {entry['id']} ({', '.join(targets)})")
     emit("    first, a safety backup of what is there now:")
     safety = backups.backup(app, runtime.client, lambda line: emit(f"  {line}"), reason=f"before restoring {entry['id']}")
@@ -123,7 +123,7 @@ def check(app, client, backup_id: str | None, emit: Emit) -> None:
     """Restore the backup into scratch containers and report what each holds; BackupFailed
     naming every part that does not restore."""
     entry = backups.find_backup(app, backup_id)
-    repo = backups.repository(app)
+    repo = backup_target.repository(app)
     emit(f"==> Checking backup {entry['id']} of {app.name}: restoring it where the live app never looks")
     failures = []
     try:

@@ -155,14 +155,6 @@ def test_install_swarm_scale_and_push_roll_every_node_with_nothing_lost(lab, swa
     assert nodes_of(server, app) == ["node1", "node2", "node3"], "rolled back in place"
     assert server.history(app)[-1]["outcome"] == "failed"
 
-    repo.write("zdd.toml", WORKER_TOML.replace("exec /bin/busybox sleep 1000", "exit 3"))
-    repo.commit("v4")
-    failed = repo.push("main")
-    assert "zdd-shop-worker did not get healthy" in failed.stderr, failed.stderr
-    assert f"Rolling web back to {v2[:12]}" in failed.stderr, failed.stderr
-    assert {t["sha"] for t in tasks(server, app)} == {v2}
-    assert served(lab, server) == (200, "v2")
-
     back = server.zdd("rollback", app, v1)
     assert back.returncode == 0, back.stderr + back.stdout
     assert served(lab, server) == (200, "v1")
@@ -189,8 +181,16 @@ def test_every_command_works_in_swarm_mode(lab, swarm_server, tmp_path):
     assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry", lab.registry).returncode == 0
     repo = AppRepo(tmp_path / "work", server.repo(app))
     serve = "echo started $GREETING as $ZDD_REPLICA on $ZDD_NODE; exec /bin/busybox httpd -f -p 8000 -h /www"
-    repo.commit("t1", dockerfile=app_dockerfile(cmd=serve))
+    t1 = repo.commit("t1", dockerfile=app_dockerfile(cmd=serve))
     assert "is live at" in repo.push("main").stderr
+    assert served(lab, server, host) == (200, "t1")
+
+    repo.write("zdd.toml", WORKER_TOML.replace("exec /bin/busybox sleep 1000", "exit 3"))
+    repo.commit("t2", dockerfile=app_dockerfile(cmd=serve))
+    failed = repo.push("main")
+    assert "zdd-tools-worker did not get healthy" in failed.stderr, failed.stderr
+    assert f"Rolling web back to {t1[:12]}" in failed.stderr, failed.stderr
+    assert {t["sha"] for t in tasks(server, app)} == {t1} and server.status(app)["sha"] == t1
     assert served(lab, server, host) == (200, "t1")
     assert not (server.root / "apps" / app / "slots.json").exists(), "no loopback ports held for a Swarm app"
 
