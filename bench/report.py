@@ -173,7 +173,8 @@ def pictures_section(pictures: dict[str, str], titles: dict[str, str]) -> list[s
     """The end of RESULTS.md: each case's timeline picture."""
     if not pictures:
         return []
-    lines = ["The build bench (`bench/run-builds`) writes its own table: [RESULTS-builds.md](RESULTS-builds.md).", "",
+    lines = ["The build bench (`bench/run-builds`) writes its own table: [RESULTS-builds.md](RESULTS-builds.md); "
+             "the data bench (`bench/run-data`: backups, restores, deduplication) its own: [RESULTS-data.md](RESULTS-data.md).", "",
              "## Timelines", "", f"Requests over time, {PICTURES_ARE} (`python3 bench/timeline.py` draws them "
              "again from the JSON):", ""]
     for case, name in pictures.items():
