@@ -35,7 +35,8 @@ def restore(app, runtime, backup_id: str | None, only: str | None, emit: Emit) -
     live = app.live()
     stopped_since = time.monotonic()
     stopped = runtime.stop_processes(app, live) if live else []
-    emit(f"    stopped {app.name}'s web and workers ({len(stopped)} containers) for the swap")
+    if stopped:
+        emit(f"    stopped {app.name}'s web and workers ({len(stopped)} containers) for the swap")
     try:
         for item in chosen:
             _put_in_place(repo, item, targets[item["item"]], runtime.client, emit)
