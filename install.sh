@@ -236,7 +236,7 @@ WantedBy=timers.target" && changed=1
   systemctl is-enabled --quiet "$timer.timer" 2>/dev/null || { systemctl enable --now --quiet "$timer.timer"; echo "started $timer.timer (journalctl -u $timer shows its runs)"; }
 elif [ -d /etc/cron.d ]; then
   write_if_changed "/etc/cron.d/$timer" "# zdd: the scheduled backups due now, each minute ($ZDD_ROOT)
-* * * * * $run_as $ZDD_ROOT/bin/zdd backup-due >> $ZDD_ROOT/logs/backup-due.log 2>&1" || true
+* * * * * $run_as test -x $ZDD_ROOT/bin/zdd && $ZDD_ROOT/bin/zdd backup-due >> $ZDD_ROOT/logs/backup-due.log 2>&1" || true
   command -v cron >/dev/null || echo "note: /etc/cron.d is there but cron is not installed: apt-get install cron"
 else
   echo "note: neither systemd nor cron runs here: scheduled backups need one (apt-get install cron)"

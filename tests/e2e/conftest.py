@@ -1,8 +1,8 @@
 """Real parts: a Docker engine, a Caddy on free loopback ports, install.sh and git push."""
 
-import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -67,11 +67,6 @@ class Server:
             self.caddy.wait(timeout=30)
             self.caddy = None
 
-    def remove_backup_timer(self) -> None:
-        """install.sh's cron line for this server's scheduled backups (see install.sh)."""
-        digest = hashlib.md5(str(self.root).encode()).hexdigest()[:8]
-        Path(f"/etc/cron.d/zdd-backups-{digest}").unlink(missing_ok=True)
-
     def unused_port(self) -> int:
         """A free port that no app of this server has as its address yet (an app that never
         deployed has nothing listening on its address, so free_port alone could pick it)."""
@@ -128,12 +123,24 @@ def server(tmp_path_factory, docker_client):
     server.start_caddy()
     yield server
     server.stop_caddy()
-    server.remove_backup_timer()
     for app in server.apps:
         for container in docker_client.containers.list(ignore_removed=True, all=True, filters={"label": f"zdd.app={app}"}):
             container.remove(force=True)
         for image in docker_client.images.list(name=f"zdd-{app}"):
             docker_client.images.remove(image.id, force=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_backup_timer_left(tmp_path_factory):
+    """install.sh adds a cron line per server for scheduled backups: when this test process
+    ends, remove those of its servers (under its temporary folder) and of servers whose
+    folder is gone (another process's live servers keep theirs)."""
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    for line in Path("/etc/cron.d").glob("zdd-backups-*"):
+        zdd = re.search(r"test -x (\S+)", line.read_text())
+        if zdd and (zdd[1].startswith(base) or not Path(zdd[1]).exists()):
+            line.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
