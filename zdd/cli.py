@@ -286,7 +286,7 @@ def cmd_backup_target(server, args) -> int:
     if args.action == "set":
         if not args.items:
             raise InvalidInput("zdd backup-target set URL [KEY=VALUE ...]: name the target")
-        backup_target.set_target(server, args.items[0], args.items[1:], emit)
+        backup_target.set_target(server, args.items[0], args.items[1:], args.ssh_key, emit)
     elif args.action == "off":
         backup_target.clear_target(server, emit)
     else:
@@ -442,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "zdd backup-target show; zdd backup-target off")
     target.add_argument("action", choices=["set", "show", "off"])
     target.add_argument("items", nargs="*", metavar="URL KEY=VALUE")
+    target.add_argument("--ssh-key", metavar="FILE", help="set, sftp: the SSH key to log in with (absolute path)")
     target.set_defaults(func=cmd_backup_target)
     sub.add_parser("backup-due", help="run by the server's backup timer each minute: the scheduled backups due now",
                    description="run by the server's backup timer each minute").set_defaults(func=cmd_backup_due)

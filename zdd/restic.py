@@ -22,6 +22,7 @@ class Repository:
     url: str                 # restic's repository: a folder, s3:HOST/BUCKET/PATH, sftp:USER@HOST:/PATH
     password_file: str
     credentials: dict        # e.g. AWS_ACCESS_KEY_ID: passed in restic's environment only
+    options: tuple = ()      # restic's -o options, e.g. sftp.command=...
 
     @property
     def where(self) -> str:
@@ -41,7 +42,7 @@ def binary() -> str:
 
 
 def command(repo: Repository, *args: str) -> list[str]:
-    return [binary(), *args]
+    return [binary(), *[word for option in repo.options for word in ("-o", option)], *args]
 
 
 def run(repo: Repository, *args: str, timeout: float = 600, lock_wait: float = 120) -> str:

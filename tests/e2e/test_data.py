@@ -7,8 +7,10 @@ tests of this file: they run in order, each building on what the one before left
 import json
 import os
 import re
+import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +18,7 @@ os.environ.setdefault("INITIAL_NO_AUTH_ACTION_COUNT", "4")  # moto checks creden
 import boto3  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
-from conftest import REPO, AppRepo, expect, http_get, pushed_live, run, wait_for
+from conftest import REPO, AppRepo, expect, free_port, http_get, pushed_live, run, wait_for
 from loadclient import KeepAliveClient
 
 pytestmark = pytest.mark.e2e
@@ -261,6 +263,58 @@ def test_backups_go_off_site_to_s3_and_restore_from_there(server, ledger, bucket
         expect(checked.stdout, f"the repository {target}/{app} is consistent", "postgres: restores, 1 tables, 3 rows")
     finally:
         assert server.zdd("backup-target", "off").returncode == 0
+
+
+@pytest.fixture
+def sftp_host(tmp_path):
+    """sshd on a free loopback port with its SFTP subsystem, letting root in with one key:
+    yields the port, that key, and another key it refuses."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for name in ("host", "allowed", "refused"):
+        assert run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)]).returncode == 0
+    (keys / "authorized").write_text((keys / "allowed.pub").read_text())
+    port = free_port()
+    (tmp_path / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {keys / 'host'}\nPidFile {tmp_path / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {keys / 'authorized'}\nStrictModes no\nPasswordAuthentication no\nUsePAM no\n"
+        "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n")
+    os.makedirs("/run/sshd", exist_ok=True)
+    sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(tmp_path / "sshd_config")],
+                            stderr=open(tmp_path / "sshd.log", "wb"))
+    assert wait_for(lambda: run(["ssh-keyscan", "-p", str(port), "127.0.0.1"]).stdout, timeout=10)
+    yield port, keys / "allowed", keys / "refused"
+    sshd.terminate()
+    sshd.wait(timeout=10)
+
+
+def test_backups_go_off_site_over_sftp_with_a_key(server, ledger, sftp_host, tmp_path):
+    app, site, _ = ledger
+    port, allowed, refused_key = sftp_host
+    target = f"sftp://root@127.0.0.1:{port}/{tmp_path}/offsite"
+    refused = server.zdd("backup-target", "set", target, "--ssh-key", str(refused_key))
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    expect(refused.stderr, "restic cannot use", f"is the key accepted there? try: ssh -i {refused_key}")
+    assert not (server.root / "backup-target.json").exists()
+
+    assert server.zdd("backup-target", "set", target, "--ssh-key", str(allowed)).returncode == 0
+    try:
+        taken = server.zdd("backup", app)
+        assert taken.returncode == 0, taken.stderr + taken.stdout
+        expect(taken.stdout, f"stored in {target}/{app}")
+        assert (tmp_path / "offsite" / app / "config").exists(), "the repository is on the SFTP host"
+        post(f"{site}/files?name=late")
+        restored = server.zdd("restore", app, backup_id(taken.stdout), "--service", "storage:files")
+        assert restored.returncode == 0, restored.stderr + restored.stdout
+        assert "late" not in get_json(f"{site}/files")
+        checked = server.zdd("backup", app, "--check", backup_id(taken.stdout))
+        assert checked.returncode == 0, checked.stderr + checked.stdout
+        expect(checked.stdout, "is consistent", "storage:files: restores")
+    finally:
+        assert server.zdd("backup-target", "off").returncode == 0
+    assert not Path.home().joinpath(".ssh", "known_hosts").exists() or \
+        f"[127.0.0.1]:{port}" not in Path.home().joinpath(".ssh", "known_hosts").read_text(), \
+        "the host key is kept in zdd's own file, not the user's"
 
 
 def test_a_corrupted_backup_is_reported_by_its_check(server, ledger):

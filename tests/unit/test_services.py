@@ -92,3 +92,16 @@ def test_a_backup_is_due_after_its_period_and_sooner_after_a_failure():
     assert "failed: disk full" in schedule.warning(daily, [ok, failed], now)
     assert "3d old" in schedule.warning(daily, [{**ok, "finished_at": ago(72)}], now)
     assert "is the backup timer installed" in schedule.warning(daily, [], now)
+
+
+def test_an_sftp_target_is_reached_with_the_operators_key_and_zdds_known_hosts():
+    from pathlib import Path
+
+    from zdd.backup_target import SFTP_URL, sftp_command
+    known = Path("/srv/zdd/backup-known-hosts")
+    assert sftp_command("sftp:backup@nas.example.com:/srv/b", "/root/.ssh/k", known) == (
+        "ssh -i /root/.ssh/k -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new "
+        "-o UserKnownHostsFile=/srv/zdd/backup-known-hosts backup@nas.example.com -s sftp")
+    assert sftp_command("sftp://b@10.0.0.5:2222//srv/b", "/k", known).endswith("-p 2222 b@10.0.0.5 -s sftp")
+    for bad in ("sftp:nas.example.com:/srv", "sftp://b@host;id/x", "s3:https://x/y"):
+        assert not SFTP_URL.fullmatch(bad)
