@@ -181,6 +181,7 @@ def test_every_command_works_in_swarm_mode(lab, swarm_server, tmp_path):
     assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry", lab.registry).returncode == 0
     repo = AppRepo(tmp_path / "work", server.repo(app))
     serve = "echo started $GREETING as $ZDD_REPLICA on $ZDD_NODE; exec /bin/busybox httpd -f -p 8000 -h /www"
+    repo.write("zdd.toml", WORKER_TOML)
     t1 = repo.commit("t1", dockerfile=app_dockerfile(cmd=serve))
     assert "is live at" in repo.push("main").stderr
     assert served(lab, server, host) == (200, "t1")
