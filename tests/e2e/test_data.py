@@ -316,7 +316,7 @@ def test_backups_go_off_site_over_sftp_with_a_key(server, ledger, sftp_host, tmp
 
 def test_a_corrupted_backup_is_reported_by_its_check(server, ledger):
     app, site, _ = ledger
-    taken = json.loads(server.zdd("backups", app, "--json").stdout)[0]["id"]  # the newest, in the local repository
+    taken = next(e["id"] for e in json.loads(server.zdd("backups", app, "--json").stdout) if e["stored"])
     packs = sorted((server.root / "backups" / app / "data").rglob("*"))
     packs = [p for p in packs if p.is_file()]
     assert packs
