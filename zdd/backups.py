@@ -67,7 +67,7 @@ def backup(app, client, emit: Emit, reason: str = "manual") -> dict:
     else:
         entry["outcome"] = "ok"
         emit(f"    backup {backup_id} stored in {repo.where} "
-             f"({_size(sum(i['bytes'] for i in entry['items']))}, {_size(sum(i['added'] for i in entry['items']))} new)")
+             f"({size_text(sum(i['bytes'] for i in entry['items']))}, {size_text(sum(i['added'] for i in entry['items']))} new)")
         return entry
     finally:
         entry.update(finished_at=state.now_iso(), seconds=round(time.monotonic() - started, 1))
@@ -79,7 +79,7 @@ def _backup_item(app, client, repo, item: Item, backup_id: str, emit: Emit) -> d
     producer = _producer(app, client, item)
     tags = [f"app:{app.name}", f"backup:{backup_id}", f"item:{item.name}"]
     summary = _stream_into(repo, producer, item, tags)
-    emit(f"    {item.name}: {_size(summary['total_bytes_processed'])} in {time.monotonic() - started:.1f}s")
+    emit(f"    {item.name}: {size_text(summary['total_bytes_processed'])} in {time.monotonic() - started:.1f}s")
     return {"item": item.name, "snapshot": summary["snapshot_id"], "bytes": summary["total_bytes_processed"],
             "added": summary.get("data_added", 0)}
 
@@ -193,9 +193,28 @@ def run_due(server, client, load_app, emit: Emit) -> int:
     return failed
 
 
-def schedule_warning(app) -> str | None:
-    return schedule.warning(schedule.read(app.dir), state.read_jsonl(app.dir / LOG_FILE),
+def schedule_warning(app, log: list[dict] | None = None) -> str | None:
+    """What a push or `zdd status` says about the scheduled backups; nothing read when none are scheduled."""
+    plan = schedule.read(app.dir)
+    if plan is None:
+        return None
+    return schedule.warning(plan, state.read_jsonl(app.dir / LOG_FILE) if log is None else log,
                             datetime.datetime.now(datetime.timezone.utc))
+
+
+def status_lines(app) -> list[str]:
+    """`zdd status`: the last backup and the schedule, and any warning about them."""
+    log = state.read_jsonl(app.dir / LOG_FILE)
+    plan = schedule.read(app.dir)
+    lines = []
+    if log or plan:
+        last = log[-1] if log else None
+        said = f"last {last['id']} {last['outcome']} ({last['reason']})" if last else "none yet"
+        lines.append(f"  backups: {said}; " + (f"every {plan.period}" if plan else "no schedule"))
+    warning = schedule_warning(app, log)
+    if warning:
+        lines.append(f"  warning: {warning}")
+    return lines
 
 
 # ---- listing ------------------------------------------------------------------------------
@@ -239,12 +258,10 @@ def chosen_items(entry: dict, only: str | None) -> list[dict]:
     return picked
 
 
-def _size(count: float) -> str:
+def size_text(count: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if count < 1024 or unit == "GB":
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
     return f"{count:.1f} TB"
 
-
-size_text = _size

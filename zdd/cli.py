@@ -64,23 +64,9 @@ def cmd_status(server, args) -> int:
     else:
         print(f"{args.app}: nothing deployed yet")
     if not args.json:
-        for line in _backup_lines(app):
+        for line in backups.status_lines(app):
             print(line)
     return 0
-
-
-def _backup_lines(app) -> list[str]:
-    log = state.read_jsonl(app.dir / backups.LOG_FILE)
-    plan = schedule.read(app.dir)
-    lines = []
-    if log or plan:
-        last = log[-1] if log else None
-        said = f"last {last['id']} {last['outcome']} ({last['reason']})" if last else "none yet"
-        lines.append(f"  backups: {said}; " + (f"every {plan.period}" if plan else "no schedule"))
-    warning = backups.schedule_warning(app)
-    if warning:
-        lines.append(f"  warning: {warning}")
-    return lines
 
 
 def cmd_history(server, args) -> int:
@@ -126,18 +112,11 @@ def cmd_apps(server, args) -> int:
     print(f"{'APP':<20} {'SHA':<12} {'AGE':>8}  {'UPSTREAM':<16} {'HEALTH':<10} {'PROCESSES':<20} ADDRESS")
     for row in rows:
         sha = (row["sha"] or "-")[:12]
-        age = _age(row["age_seconds"]) if row["age_seconds"] is not None else "-"
+        age = schedule.age_text(row["age_seconds"]) if row["age_seconds"] is not None else "-"
         counts = " ".join(f"{name}={count}" for name, count in row["processes"].items()) or "-"
         print(f"{row['app']:<20} {sha:<12} {age:>8}  {row['upstream'] or '-':<16} {row['health']:<10} "
               f"{counts:<20} {row['domain']}")
     return 0
-
-
-def _age(seconds: int) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def cmd_env(server, args) -> int:

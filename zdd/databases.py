@@ -3,10 +3,9 @@ app's env. Creating one is checked before anything is written: an unknown type, 
 the same type or an image that cannot be had leaves nothing behind."""
 
 import subprocess
-import time
 from typing import Callable
 
-from zdd import appenv, backups, engine, services, state
+from zdd import appenv, backups, engine, health, services, state
 from zdd.errors import ContainerFailed, InvalidInput, ZddError
 
 Emit = Callable[[str], None]
@@ -63,21 +62,15 @@ def _set_password(container, service) -> None:
 
 def wait_healthy(client, container, kind: str, timeout: float = START_TIMEOUT) -> None:
     """Healthy when Docker says so, or as soon as the container's own health command passes
-    (Docker runs it only once a second)."""
+    (Docker runs it only once a second); the error ends with the container's last log line."""
     container.reload()
     command = engine.health_command(container)
-    probe = engine.HealthCommandProbe(client, container, command) if command else None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        now = engine.state(container)
-        if now["status"] in ("exited", "dead") or now["health"] == "unhealthy":
-            tail = [line for line in engine.logs_tail(container, 5) if line.strip()]
-            raise ContainerFailed(f"{kind} did not start (exit code {now['exit_code']})"
-                                  + (f": {tail[-1].strip()}" if tail else ""))
-        if now["health"] == "healthy" or (probe and now["status"] == "running" and probe()):
-            return
-        time.sleep(0.2)
-    raise ContainerFailed(f"{kind} was not healthy within {timeout:.0f}s")
+    probe = engine.HealthCommandProbe(client, container, command) if command else (lambda: False)
+    try:
+        health.wait_until_healthy(container, probe, timeout, 0.2, lambda line: None, docker_health=True)
+    except ContainerFailed as error:
+        tail = [line.strip() for line in engine.logs_tail(container, 5) if line.strip()]
+        raise ContainerFailed(f"{kind} did not get healthy ({error})" + (f": {tail[-1]}" if tail else "")) from None
 
 
 def rows(app, runtime) -> list[dict]:

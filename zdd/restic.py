@@ -71,12 +71,8 @@ def last_line(text: str) -> str:
 
 def ensure_initialised(repo: Repository) -> bool:
     """Create the repository unless it exists; True if it was created."""
-    probe = subprocess.run(command(repo, "cat", "config"), env=repo.env(), capture_output=True, text=True,
-                           stdin=subprocess.DEVNULL, timeout=120)
-    if probe.returncode == 0:
+    if probe(repo):
         return False
-    if not _missing(probe.stderr):
-        raise ResticError(f"cannot open the backup repository {repo.where}: {last_line(probe.stderr)}")
     run(repo, "init")
     return True
 
@@ -88,12 +84,14 @@ def _missing(stderr: str) -> bool:
                                          "the specified key does not exist"))
 
 
-def probe(repo: Repository) -> None:
-    """ResticError unless restic can reach the repository's place with its credentials."""
+def probe(repo: Repository) -> bool:
+    """Whether a repository is there; ResticError when restic cannot reach the place (or is
+    refused its credentials)."""
     found = subprocess.run(command(repo, "cat", "config"), env=repo.env(), capture_output=True, text=True,
                            stdin=subprocess.DEVNULL, timeout=120)
     if found.returncode != 0 and not _missing(found.stderr):
         raise ResticError(f"restic cannot use {repo.where}: {last_line(found.stderr)}")
+    return found.returncode == 0
 
 
 def backup_stream(repo: Repository, source: IO[bytes], filename: str, tags: list[str]) -> dict:
