@@ -88,15 +88,16 @@ def _producer(app, client, item: Item) -> list[str]:
     """The command whose standard output is what the backup stores."""
     if item.name == "postgres":
         service = services.find(app.services, app.name, "postgres")
-        running_container(client, service)
+        container = running_container(client, service)
         # uncompressed, so that restic finds what did not change (pg_dump's own compression
         # would make every backup new from the first changed row on)
-        return engine.exec_argv(service.container, ["pg_dump", "--format=custom", "--compress=0",
+        return engine.exec_argv(container.name, ["pg_dump", "--format=custom", "--compress=0",
                                                     "-U", service.user, "-d", service.user])
     if item.name == "redis":
         service = services.find(app.services, app.name, "redis")
-        _save_redis(running_container(client, service))
-        return engine.copy_out_argv(service.container, "/data/dump.rdb")
+        container = running_container(client, service)
+        _save_redis(container)
+        return engine.copy_out_argv(container.name, "/data/dump.rdb")
     mount = mount_named(app, item.name.split(":", 1)[1])
     return engine.helper_argv(client, mount, ["tar", "-cf", "-", "-C", "/data", "."], read_only=True)
 
@@ -120,8 +121,8 @@ def _stream_into(repo, producer_argv: list[str], item: Item, tags: list[str]) ->
 
 
 def running_container(client, service):
-    container = engine.get_container(client, service.container)
-    if container is None or engine.state(container)["status"] != "running":
+    container = engine.data_container(client, service.app, service.kind)
+    if container is None:
         raise BackupFailed(f"{service.kind} of {service.app} is not running: `zdd db list {service.app}` shows it")
     return container
 

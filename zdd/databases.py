@@ -9,7 +9,6 @@ from zdd import appenv, backups, engine, health, services, state
 from zdd.errors import ContainerFailed, InvalidInput, ZddError
 
 Emit = Callable[[str], None]
-START_TIMEOUT = 120
 
 
 def labels(service) -> dict:
@@ -17,8 +16,6 @@ def labels(service) -> dict:
 
 
 def create(app, runtime, kind: str, version: str | None, image: str | None, emit: Emit) -> None:
-    if not runtime.data_services:
-        raise InvalidInput("zdd db is not built for Swarm mode yet: databases run beside apps on a single server")
     image = services.image_for(kind, version, image)
     service = services.new_service(app.name, kind, image, state.now_iso())
     listed = services.added(app.services, service)
@@ -30,20 +27,19 @@ def create(app, runtime, kind: str, version: str | None, image: str | None, emit
     engine.ensure_image(client, image, emit)
     if engine.volume_exists(client, service.volume):
         emit(f"    using the data kept in volume {service.volume}")
-    engine.ensure_network(client, services.network_name(app.name), {engine.DATA_LABEL: app.name})
-    container = engine.start_service(client, service, services.network_name(app.name), labels(service))
     try:
+        container = runtime.start_data(app, service, labels(service))
         wait_healthy(client, container, kind)
         _set_password(container, service)
     except ZddError:
-        engine.remove(container)
+        runtime.remove_data(app, service)
         engine.remove_volume(client, service.volume)
         if not app.services:
-            engine.remove_network(client, services.network_name(app.name))
+            runtime.remove_app_network(app)
         raise
     services.write(app.dir, listed)
     appenv.update(app.dir, {service.spec.env_var: service.url()}, [])
-    emit(f"    {kind} is running: container {service.container}, data in volume {service.volume}")
+    emit(f"    {kind} is running: {service.container}, data in volume {service.volume}")
     emit(f"    {service.spec.env_var} is set in {app.name}'s env: the next deploy or `zdd restart {app.name}` "
          "lets the app see it")
 
@@ -60,7 +56,7 @@ def _set_password(container, service) -> None:
         raise ContainerFailed(f"postgres did not take its password: {output.strip().splitlines()[-1:]}")
 
 
-def wait_healthy(client, container, kind: str, timeout: float = START_TIMEOUT) -> None:
+def wait_healthy(client, container, kind: str, timeout: float = services.START_TIMEOUT) -> None:
     """Healthy when Docker says so, or as soon as the container's own health command passes
     (Docker runs it only once a second); the error ends with the container's last log line."""
     container.reload()
@@ -79,8 +75,8 @@ def rows(app, runtime) -> list[dict]:
     sizes = engine.volume_sizes(runtime.client) if app.services else {}
     found = []
     for service in app.services:
-        container = engine.get_container(runtime.client, service.container)
-        now = engine.state(container) if container is not None else {"status": "missing", "health": None}
+        container = engine.data_container(runtime.client, app.name, service.kind)
+        now = engine.state(container) if container is not None else {"status": "not running", "health": None}
         found.append({
             "service": service.kind, "image": service.image, "container": service.container,
             "state": now["health"] or now["status"], "volume": service.volume,
@@ -102,15 +98,13 @@ def _last_backups(app) -> dict[str, dict]:
 
 def destroy(app, runtime, kind: str, with_data: bool, emit: Emit) -> None:
     service = services.find(app.services, app.name, kind)
-    container = engine.get_container(runtime.client, service.container)
-    if container is not None:
-        engine.stop_and_remove(container, timeout=30)
+    runtime.remove_data(app, service)
     remaining = [s for s in app.services if s.kind != kind]
     services.write(app.dir, remaining)
     if app.env.get(service.spec.env_var) == service.url():
         appenv.update(app.dir, {}, [service.spec.env_var])
     if not remaining:
-        engine.remove_network(runtime.client, services.network_name(app.name))
+        runtime.remove_app_network(app)
     if with_data:
         engine.remove_volume(runtime.client, service.volume)
         emit(f"removed {kind} of {app.name} and its data (volume {service.volume})")
@@ -128,8 +122,8 @@ def connect(app, runtime, kind: str | None, tty: bool) -> int:
             raise InvalidInput(f"name the service to connect to (services of {app.name}: {have})")
         kind = app.services[0].kind
     service = services.find(app.services, app.name, kind)
-    backups.running_container(runtime.client, service)
-    argv = engine.exec_argv(service.container, service.client_command(), stdin=True)
+    container = backups.running_container(runtime.client, service)
+    argv = engine.exec_argv(container.name, service.client_command(), stdin=True)
     if tty:
         argv.insert(2, "-t")
     return subprocess.call(argv)

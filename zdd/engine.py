@@ -317,11 +317,16 @@ def ensure_network(client, name: str, labels: dict) -> None:
 
 
 def remove_network(client, name: str) -> None:
+    """Remove it unless something is still on it (the app's running version, until its next
+    deploy: the network then goes with the app)."""
     for network in client.networks.list(names=[name]):
         try:
             network.remove()
         except docker.errors.NotFound:
             pass
+        except docker.errors.APIError as error:
+            if "in use" not in str(error) and "active endpoints" not in str(error):
+                raise
 
 
 def ensure_image(client, reference: str, emit: Emit):
@@ -346,10 +351,21 @@ def start_service(client, service, network: str, labels: dict):
     _remove_by_name(client, service.container)
     container = client.containers.create(
         service.image, name=service.container, network=network, restart_policy={"Name": "unless-stopped"},
-        mounts=[docker.types.Mount(service.spec.data_dir, service.volume, type="volume")],
-        **_service_options(service, labels))
+        mounts=[data_mount(service)], **_service_options(service, labels))
     container.start()
     return container
+
+
+def data_mount(service) -> docker.types.Mount:
+    return docker.types.Mount(service.spec.data_dir, service.volume, type="volume")
+
+
+def data_container(client, app: str, kind: str):
+    """The running container of an app's data service on this engine (a container of its own,
+    or in Swarm mode the task of its service, which runs here), or None."""
+    found = client.containers.list(ignore_removed=True, filters={
+        "label": [f"{DATA_LABEL}={app}", f"zdd.data={kind}"], "status": "running"})
+    return found[0] if found else None
 
 
 def scratch_service(client, service, name: str, labels: dict):
@@ -361,9 +377,15 @@ def scratch_service(client, service, name: str, labels: dict):
 
 def _service_options(service, labels: dict) -> dict:
     return {"command": service.command(), "labels": labels, "environment": service.environment(),
-            "stop_signal": service.spec.stop_signal,
-            "healthcheck": {"test": service.healthcheck(), "interval": 1_000_000_000, "timeout": 5_000_000_000,
-                            "retries": 5, "start_period": 60_000_000_000}}
+            "stop_signal": service.spec.stop_signal, "healthcheck": data_healthcheck(service)}
+
+
+def data_healthcheck(service) -> dict:
+    """Every 10 s (each check is a process in the container, about 5% of a core at one a
+    second); zdd runs the same command itself to see a new service's first healthy answer."""
+    second = 1_000_000_000
+    return {"test": service.healthcheck(), "interval": 10 * second, "timeout": 5 * second, "retries": 3,
+            "start_period": 60 * second}
 
 
 def service_containers(client, app: str) -> list:

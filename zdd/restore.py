@@ -10,7 +10,7 @@ import tempfile
 import time
 from typing import Callable
 
-from zdd import backup_target, backups, databases, engine, restic, services, state
+from zdd import backup_target, backups, databases, engine, restic, services, state, storage
 from zdd.backups import BackupFailed, Item
 from zdd.errors import ZddError
 
@@ -39,7 +39,7 @@ def restore(app, runtime, backup_id: str | None, only: str | None, emit: Emit) -
         emit(f"    stopped {app.name}'s web and workers ({len(stopped)} containers) for the swap")
     try:
         for item in chosen:
-            _put_in_place(repo, item, targets[item["item"]], runtime.client, emit)
+            _put_in_place(repo, item, targets[item["item"]], runtime, app, emit)
     except ZddError as error:
         raise BackupFailed(f"{error}: the safety backup {safety['id']} holds what was there before "
                            f"(zdd restore {app.name} {safety['id']})") from None
@@ -57,21 +57,29 @@ def _target(app, item: Item):
     return services.find(app.services, app.name, item.name)
 
 
-def _put_in_place(repo, item: dict, target, client, emit: Emit) -> None:
-    name = item["item"]
+CLEAR_THEN_UNPACK = ["sh", "-c", f"cd /data && {engine.STATIC_BUSYBOX} find . -mindepth 1 -maxdepth 1 "
+                     f"-exec {engine.STATIC_BUSYBOX} rm -rf {{}} + && {engine.STATIC_BUSYBOX} tar -xf - -C /data"]
+
+
+def _put_in_place(repo, item: dict, target, runtime, app, emit: Emit) -> None:
+    name, client = item["item"], runtime.client
     if name == "postgres":
         _swap_postgres(client, target)
-    elif name == "redis":
-        container = engine.get_container(client, target.container)
-        container.stop(timeout=30)
-        _pipe_from(repo, item, engine.copy_in_argv(target.container, "/data"), "redis")
-        container.start()
+    elif name == "redis":  # the backup holds dump.rdb as `docker cp` gave it: a tar of that one file
+        runtime.stop_data(app, target)
+        try:
+            _pipe_from(repo, item, engine.helper_argv(client, _volume_of(target), ["tar", "-xf", "-", "-C", "/data"],
+                                                      stdin=True), "redis")
+        finally:
+            container = runtime.resume_data(app, target)
         databases.wait_healthy(client, container, "redis")
     else:
-        clear_then_unpack = ["sh", "-c", f"cd /data && {engine.STATIC_BUSYBOX} find . -mindepth 1 -maxdepth 1 "
-                             f"-exec {engine.STATIC_BUSYBOX} rm -rf {{}} + && {engine.STATIC_BUSYBOX} tar -xf - -C /data"]
-        _pipe_from(repo, item, engine.helper_argv(client, target, clear_then_unpack, stdin=True), name)
+        _pipe_from(repo, item, engine.helper_argv(client, target, CLEAR_THEN_UNPACK, stdin=True), name)
     emit(f"    {name}: restored")
+
+
+def _volume_of(service) -> storage.Mount:
+    return storage.Mount(service.kind, "volume", service.volume, "/data")
 
 
 # ---- Postgres -----------------------------------------------------------------------------
@@ -82,7 +90,7 @@ def _restore_postgres_aside(repo, item: dict, service, client) -> None:
     _psql(container, service, f'DROP DATABASE IF EXISTS "{aside}"')
     _psql(container, service, f'CREATE DATABASE "{aside}" OWNER "{service.user}"')
     try:
-        _pipe_from(repo, item, _pg_restore_argv(service, aside), "postgres")
+        _pipe_from(repo, item, _pg_restore_argv(service, aside, container.name), "postgres")
     except ZddError:
         _psql(container, service, f'DROP DATABASE IF EXISTS "{aside}"')
         raise
@@ -104,8 +112,8 @@ def _swap_postgres(client, service) -> None:
     _psql(container, service, f'DROP DATABASE "{replaced}"')
 
 
-def _pg_restore_argv(service, database: str, container: str | None = None) -> list[str]:
-    return engine.exec_argv(container or service.container,
+def _pg_restore_argv(service, database: str, container: str) -> list[str]:
+    return engine.exec_argv(container,
                             ["pg_restore", "-U", service.user, "-d", database, "--no-owner", "--exit-on-error",
                              "--single-transaction"], stdin=True)
 

@@ -14,6 +14,8 @@ from zdd.state import write_json_atomic
 SERVICES_FILE = "services.json"
 IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:@-]{0,199}")
 VERSION = re.compile(r"[0-9][0-9a-z.-]{0,30}")
+STOP_TIMEOUT = 30  # seconds a database has to shut down cleanly before it is killed
+START_TIMEOUT = 120
 
 
 @dataclasses.dataclass(frozen=True)

@@ -67,10 +67,10 @@ def service_name(app: str, process: str) -> str:
     return f"zdd-{app}-{process}"
 
 
-def ensure_network(client, name: str) -> None:
-    """An attachable overlay network, so the proxy's container can join it."""
+def ensure_network(client, name: str, labels: dict | None = None) -> None:
+    """An attachable overlay network, so that containers (the proxy's, one-off commands) can join it."""
     if not client.networks.list(names=[name]):
-        client.networks.create(name, driver="overlay", attachable=True, labels={"zdd": "proxy"})
+        client.networks.create(name, driver="overlay", attachable=True, labels=labels or {"zdd": "proxy"})
 
 
 def push(client, image: str, registry: str) -> str:
@@ -95,8 +95,8 @@ class Task:
     stop_grace: float = 10.0
 
 
-def deploy(client, name: str, image: str, rollout: Rollout, network: str, labels: dict, task: Task) -> Change:
-    """Create the service, or start rolling it to ``image``."""
+def deploy(client, name: str, image: str, rollout: Rollout, networks: list[str], labels: dict, task: Task) -> Change:
+    """Create the service, or start rolling it to ``image`` (and onto ``networks``)."""
     order = rollout.order
     update = docker.types.UpdateConfig(parallelism=1, order=order, failure_action="rollback",
                                        monitor=int(rollout.monitor * NANOSECONDS), max_failure_ratio=0)
@@ -108,17 +108,17 @@ def deploy(client, name: str, image: str, rollout: Rollout, network: str, labels
                     mounts=list(task.mounts), constraints=list(task.constraints),
                     stop_grace_period=int(task.stop_grace * NANOSECONDS),
                     mode=docker.types.ServiceMode("replicated", replicas=rollout.replicas),
-                    update_config=update, rollback_config=rollback)
+                    update_config=update, rollback_config=rollback, networks=list(networks))
     existing = find(client, name)
     if existing is None:
-        client.services.create(name=name, networks=[network], init=True,
-                               endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"), **settings)
+        client.services.create(name=name, init=True, endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"),
+                               **settings)
         return Change(name, image, created=True)
     previous = (existing.attrs.get("UpdateStatus") or {}).get("StartedAt")
     same_image = _image(existing.attrs["Spec"]["TaskTemplate"]) == image
     if same_image:
         settings["force_update"] = True  # an unchanged spec would start no rollout
-    existing.update(fetch_current_spec=True, **settings)  # keep what is not given: network, endpoints
+    existing.update(fetch_current_spec=True, **settings)  # keep what is not given: endpoints
     return Change(name, image, created=False, previous_update=previous)
 
 
@@ -256,3 +256,39 @@ def remove(client, name: str) -> None:
     service = find(client, name)
     if service is not None:
         service.remove()
+
+
+def start_data_service(client, name: str, image: str, network: str, labels: dict, task: Task,
+                       stop_signal: str) -> None:
+    """A data service: one replica on the node of ``task``'s constraints (its volume is there),
+    restarted by Swarm, reached by its name over the app's overlay network."""
+    remove(client, name)
+    client.services.create(
+        image, name=name, networks=[network], labels=labels, container_labels=labels,
+        env=[f"{k}={v}" for k, v in task.env.items()], command=list(task.command) if task.command else None,
+        healthcheck=docker.types.Healthcheck(**task.healthcheck), mounts=list(task.mounts),
+        constraints=list(task.constraints), stop_grace_period=int(task.stop_grace * NANOSECONDS),
+        stop_signal=stop_signal, endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"),
+        mode=docker.types.ServiceMode("replicated", replicas=1))
+
+
+def this_node(client) -> str:
+    """The id of the swarm node this engine is: what a service pinned here is constrained to."""
+    return client.info()["Swarm"]["NodeID"]
+
+
+def scale_and_wait(client, name: str, replicas: int, timeout: float) -> None:
+    """Set the service's replicas; return once exactly that many run (healthy, where it has a
+    health check: Swarm holds a task in "starting" until then)."""
+    service = client.services.get(name)
+    service.scale(replicas)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = tasks(client.services.get(name))
+        wanted = [t for t in found if t["desired"] == "running"]
+        leaving = [t for t in found if t["desired"] != "running" and t["state"] not in ENDED]
+        if len(wanted) == replicas and all(t["state"] == "running" for t in wanted) and not leaving:
+            return
+        time.sleep(0.5)
+    raise SwarmError(f"{name} did not reach {replicas} running task(s) within {timeout:.0f}s: "
+                     f"see `docker service ps {name}`")

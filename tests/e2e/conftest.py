@@ -150,6 +150,13 @@ def python_image():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.fixture(scope="session")
+def data_images():
+    """zdd-base/postgres:15 and zdd-base/redis:7, made from Debian's packages by scripts/make-data-images."""
+    result = run([str(REPO / "scripts" / "make-data-images")])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 class AppRepo:
     """A developer's working copy of a busybox app, with `production` pointing at the server."""
 
@@ -252,3 +259,27 @@ def expect(output: str, *snippets: str) -> None:
     """Assert every snippet is in the output, showing the whole output when one is not."""
     for snippet in snippets:
         assert snippet in output, f"{snippet!r} not in output:\n{output}"
+
+
+@pytest.fixture
+def bucket():
+    """An S3-compatible server on loopback (moto) that checks credentials, with one user
+    allowed everything and a bucket: yields its URL and that user's key."""
+    os.environ.setdefault("INITIAL_NO_AUTH_ACTION_COUNT", "4")  # moto checks credentials after the set-up's 4 calls
+    import boto3
+    from moto.server import ThreadedMotoServer
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    url = f"http://{host}:{port}"
+    iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="setup",
+                       aws_secret_access_key="setup")
+    iam.create_user(UserName="zdd")
+    key = iam.create_access_key(UserName="zdd")["AccessKey"]
+    policy = iam.create_policy(PolicyName="all", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "*", "Resource": "*"}]}))["Policy"]["Arn"]
+    iam.attach_user_policy(UserName="zdd", PolicyArn=policy)
+    boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=key["AccessKeyId"],
+                 aws_secret_access_key=key["SecretAccessKey"]).create_bucket(Bucket="offsite")
+    yield url, key["AccessKeyId"], key["SecretAccessKey"]
+    moto.stop()

@@ -95,6 +95,18 @@ def swarm_server(lab, tmp_path_factory):
     return server
 
 
+@pytest.fixture(autouse=True)
+def destroy_swarm_apps_when_done(request):
+    """Each app a test installs on the lab goes after it (tasks with a 1 s HEALTHCHECK left
+    running cost every later test CPU), but shop: the next test checks that it keeps serving."""
+    yield
+    if "swarm_server" in request.fixturenames:
+        server = request.getfixturevalue("swarm_server")
+        for app in [a for a in server.apps if a != "shop" or request.node.name != ROLL_TEST]:
+            server.zdd("destroy", app, "--yes", "--storage")
+        server.apps[:] = [a for a in server.apps if a == "shop" and request.node.name == ROLL_TEST]
+
+
 def served(lab, server, host=HOST) -> tuple[int, str]:
     return lab.http_get(f"http://127.0.0.1:{server.http_port}/", host=host)
 
@@ -106,6 +118,9 @@ def tasks(server, app: str, process: str = "web") -> list[dict]:
 def nodes_of(server, app: str) -> list[str]:
     """The node of each running web task, sorted: three distinct ones when spread over the lab."""
     return sorted(t["node"] for t in tasks(server, app) if t["status"] == "running")
+
+
+ROLL_TEST = "test_install_swarm_scale_and_push_roll_every_node_with_nothing_lost"
 
 
 def test_install_swarm_scale_and_push_roll_every_node_with_nothing_lost(lab, swarm_server, tmp_path):
@@ -162,7 +177,7 @@ def test_install_swarm_scale_and_push_roll_every_node_with_nothing_lost(lab, swa
 
     set_availability(lab, "drain", "node3")  # its task moves to node1 or node2, and Swarm never moves it back
     try:
-        assert wait_for(lambda: len(nodes_of(server, app)) == 3 and "node3" not in nodes_of(server, app), 60)
+        assert wait_for(lambda: len(nodes_of(server, app)) == 3 and "node3" not in nodes_of(server, app), 60, 1)
     finally:
         set_availability(lab, "active", "node3")
     load = lab.load(f"http://127.0.0.1:{server.http_port}/", HOST)
@@ -201,13 +216,15 @@ def test_every_command_works_in_swarm_mode(lab, swarm_server, tmp_path):
     restarted = server.zdd("restart", app)
     assert restarted.returncode == 0, restarted.stderr + restarted.stdout
     assert wait_for(lambda: re.search(r"started hello\{\{\.Node\.ID\}\} as web\.1 on node[123]\n",
-                                      server.zdd("logs", app).stdout), timeout=30), server.zdd("logs", app).stdout
+                                      server.zdd("logs", app).stdout), timeout=30, interval=1), \
+        server.zdd("logs", app).stdout
     ran = server.zdd("run", app, "--", "/bin/busybox", "sh", "-c", "echo ran $GREETING")
     assert (ran.returncode, ran.stdout.strip()) == (0, "ran hello{{.Node.ID}}"), ran.stderr
     apps = server.zdd("apps")
     assert "1/1 running" in apps.stdout, apps.stdout
     assert server.zdd("scale", app, "web=2").returncode == 0
-    assert wait_for(lambda: len([t for t in tasks(server, app) if t["status"] == "running"]) == 2, timeout=60)
+    assert wait_for(lambda: len([t for t in tasks(server, app) if t["status"] == "running"]) == 2, timeout=60,
+                    interval=1)
     assert len(set(nodes_of(server, app))) == 2, "scaled up: the new task on another node"
 
     assert server.zdd("storage", app, "add", "data:/data").returncode == 0
@@ -327,7 +344,8 @@ def test_a_node_cut_off_during_a_push_is_waited_for_then_status_agrees_with_swar
         assert "Still serving" not in pushed.stderr
         assert wait_for(lambda: node_states(lab).get("node3") == "ready", timeout=90), node_states(lab)
     # Swarm finishes the rollout once node3 is back (or rolls it back): zdd status then agrees with it
-    assert wait_for(lambda: recorded_and_running(server, app), timeout=180), (server.status(app), tasks(server, app))
+    assert wait_for(lambda: recorded_and_running(server, app), timeout=180, interval=1), \
+        (server.status(app), tasks(server, app))
     body = "s2" if server.status(app)["sha"] == v2 else "s1"
     print(f"after node3 came back: {body} serves")
     # Caddy resolves the tasks every second: within that, every request reaches the recorded version

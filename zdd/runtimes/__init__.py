@@ -21,7 +21,6 @@ class Runtime(Protocol):
     """What the commands need of a runtime. ``app`` is a zdd.app.App; ``live`` its live record."""
 
     web_scales: bool   # whether web may run more than one replica
-    data_services: bool  # whether `zdd db` can run databases beside the app here
 
     def roll_out(self, app, version, counts: dict[str, int], live: dict | None, timer) -> dict:
         """Put every process of ``version`` in place of ``live``'s and move traffic; return the
@@ -54,6 +53,22 @@ class Runtime(Protocol):
 
     def start_processes(self, app, live: dict, stopped: list, emit: Emit) -> None:
         """Start what ``stop_processes`` stopped; return once web is healthy again."""
+
+    def start_data(self, app, service, labels: dict):
+        """Start a data service (zdd.services.Service) on the app's own network, its data in its
+        volume, restarted when it stops; its container on this engine, which is not yet healthy."""
+
+    def stop_data(self, app, service) -> None:
+        """Stop it and wait until it has (a restore writes into its volume meanwhile)."""
+
+    def resume_data(self, app, service):
+        """Start it again after ``stop_data``; its container here."""
+
+    def remove_data(self, app, service) -> None:
+        """Stop and remove it; its volume stays."""
+
+    def remove_app_network(self, app) -> None:
+        """Remove the app's own network, once nothing is on it."""
 
     def destroy(self, app, emit: Emit) -> None:
         """Stop and remove what runs the app (its containers, images and files go after)."""

@@ -5,7 +5,7 @@ import queue
 import threading
 from typing import Callable, Iterator
 
-from zdd import engine, generation, oneoff, processes, recover, routing
+from zdd import engine, generation, oneoff, processes, recover, routing, services
 from zdd.errors import ZddError
 from zdd.runtimes import blue_green
 from zdd.runtimes.base import RuntimeBase
@@ -15,7 +15,6 @@ Emit = Callable[[str], None]
 
 class SingleServer(RuntimeBase):
     web_scales = False  # one web container: zdd moves traffic between two, with no downtime
-    data_services = True
 
     def roll_out(self, app, version, counts, live, timer) -> dict:
         return blue_green.roll_out(self, app, version, counts, live, timer)
@@ -120,6 +119,29 @@ class SingleServer(RuntimeBase):
         web = next((c for c in stopped if c.id == live.get("container_id")), None)
         if web is not None:
             blue_green.wait_healthy_again(self.client, app, live, web, emit)
+
+    def start_data(self, app, service, labels: dict):
+        network = services.network_name(app.name)
+        engine.ensure_network(self.client, network, {engine.DATA_LABEL: app.name})
+        return engine.start_service(self.client, service, network, labels)
+
+    def stop_data(self, app, service) -> None:
+        container = engine.get_container(self.client, service.container)
+        if container is not None:
+            container.stop(timeout=services.STOP_TIMEOUT)
+
+    def resume_data(self, app, service):
+        container = self.client.containers.get(service.container)
+        container.start()
+        return container
+
+    def remove_data(self, app, service) -> None:
+        container = engine.get_container(self.client, service.container)
+        if container is not None:
+            engine.stop_and_remove(container, timeout=services.STOP_TIMEOUT)
+
+    def remove_app_network(self, app) -> None:
+        engine.remove_network(self.client, services.network_name(app.name))
 
     def destroy(self, app, emit: Emit) -> None:
         pass  # its containers are removed with those of every runtime, by label

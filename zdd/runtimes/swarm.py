@@ -14,7 +14,7 @@ from typing import Callable
 
 import docker.errors
 
-from zdd import caddy, config, engine, names, oneoff, processes, proxy, routing, state, swarm
+from zdd import caddy, config, engine, names, oneoff, processes, proxy, routing, services as data, state, swarm
 from zdd.errors import ContainerFailed
 from zdd.runtimes.base import RuntimeBase
 
@@ -68,7 +68,8 @@ def _roll_process(version, process, count: int, image: str, port: int, timer) ->
                     f"Rolling {process.name} to {version.sha[:12]}: {count} task(s), one at a time, {order}"):
         task = _task(version, process, port, timer.emit)
         labels = _labels(version, process.name, port, image)
-        change = swarm.deploy(client, name, image, rollout, proxy.NETWORK, labels, task)
+        networks = [proxy.NETWORK] + ([version.network] if version.network else [])
+        change = swarm.deploy(client, name, image, rollout, networks, labels, task)
         outcome = swarm.wait(client, change, _timeout(version.config, count), timer.emit)
         if outcome != "converged":
             for line in swarm.failed_task_logs(client, change):
@@ -190,7 +191,6 @@ class Swarm(RuntimeBase):
     """Every process a Swarm service; Caddy in a container on the services' overlay network."""
 
     web_scales = True  # web=3: three tasks over the nodes
-    data_services = False  # not yet: a database would be a service pinned to the manager
 
     @property
     def caddy(self):
@@ -255,22 +255,78 @@ class Swarm(RuntimeBase):
             yield chunk.decode("utf-8", "replace")
 
     def stop_processes(self, app, live: dict) -> list:
-        raise ContainerFailed("restoring a backup in Swarm mode is not built yet: restore on a single server")
+        """Scale every process's service to 0; the counts to give back."""
+        stopped = [(service.name, service.attrs["Spec"]["Mode"]["Replicated"]["Replicas"])
+                   for service in services(self.client, app.name)]
+        timeout = app.repo_config_at(live["sha"]).stop_timeout + 60
+        for name, _ in stopped:
+            swarm.scale_and_wait(self.client, name, 0, timeout)
+        return stopped
 
     def start_processes(self, app, live: dict, stopped: list, emit: Emit) -> None:
-        raise ContainerFailed("restoring a backup in Swarm mode is not built yet")
+        timeout = app.repo_config_at(live["sha"]).health_timeout + 60
+        for name, replicas in stopped:
+            swarm.scale_and_wait(self.client, name, replicas, timeout)
+            emit(f"    {name}: {replicas} task(s) running")
 
-    def destroy(self, app, emit: Emit, timeout: float = 60) -> None:
-        """Remove the app's services, and wait for their tasks on this node to be gone (their
-        volumes, this node's, can be removed only then)."""
-        for service in services(self.client, app.name):
+    def start_data(self, app, service, labels: dict):
+        """A Swarm service pinned to this node, where its volume is and where zdd backs it up."""
+        network = data.network_name(app.name)
+        swarm.ensure_network(self.client, network, {engine.DATA_LABEL: app.name})
+        engine.create_volume(self.client, service.volume, labels)
+        task = swarm.Task(service.environment(), tuple(service.command() or ()) or None,
+                          engine.data_healthcheck(service), (engine.data_mount(service),),
+                          (f"node.id=={swarm.this_node(self.client)}",), data.STOP_TIMEOUT)
+        swarm.start_data_service(self.client, service.container, service.image, network, labels, task,
+                                 service.spec.stop_signal)
+        return self._data_container_once_started(service)
+
+    def _data_container_once_started(self, service):
+        deadline = time.monotonic() + data.START_TIMEOUT
+        while time.monotonic() < deadline:
+            container = engine.data_container(self.client, service.app, service.kind)
+            if container is not None:
+                return container
+            failed = [t for t in swarm.tasks(self.client.services.get(service.container))
+                      if t["state"] in ("failed", "rejected")]
+            if len(failed) >= 2:
+                raise ContainerFailed(f"{service.kind} did not start on the swarm: {failed[0]['error']}")
+            time.sleep(0.5)
+        raise ContainerFailed(f"{service.kind} did not start within {data.START_TIMEOUT}s: "
+                              f"see `docker service ps {service.container}`")
+
+    def stop_data(self, app, service) -> None:
+        swarm.scale_and_wait(self.client, service.container, 0, data.STOP_TIMEOUT + 30)
+
+    def resume_data(self, app, service):
+        self.client.services.get(service.container).scale(1)
+        return self._data_container_once_started(service)
+
+    def remove_data(self, app, service) -> None:
+        swarm.remove(self.client, service.container)
+        self._wait_gone({"label": f"com.docker.swarm.service.name={service.container}"})
+
+    def remove_app_network(self, app) -> None:
+        engine.remove_network(self.client, data.network_name(app.name))
+
+    def destroy(self, app, emit: Emit) -> None:
+        """Remove the app's services and its data services, and wait for their tasks on this
+        node to be gone (their volumes, this node's, can be removed only then)."""
+        found = services(self.client, app.name) + \
+            self.client.services.list(filters={"label": f"{engine.DATA_LABEL}={app.name}"})
+        for service in found:
             try:
                 service.remove()
                 emit(f"removed service {service.name}")
             except docker.errors.NotFound:
                 pass
+        self._wait_gone({"label": f"{SERVICE_LABEL}={app.name}"})
+        self._wait_gone({"label": f"{engine.DATA_LABEL}={app.name}"})
+
+    def _wait_gone(self, filters: dict, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
-        while _task_containers_here(self.client, app.name) and time.monotonic() < deadline:
+        while self.client.containers.list(ignore_removed=True, all=True, filters=filters) \
+                and time.monotonic() < deadline:
             time.sleep(0.5)
 
     def after_install(self, emit: Emit, changed: bool) -> None:
@@ -285,6 +341,3 @@ def _task_row(service_name: str, task: dict) -> dict:
 def _running(row: dict) -> int:
     return sum(1 for c in row["containers"] if c["status"] == "running")
 
-
-def _task_containers_here(client, app: str) -> list:
-    return client.containers.list(ignore_removed=True, all=True, filters={"label": f"{SERVICE_LABEL}={app}"})
