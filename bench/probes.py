@@ -25,7 +25,7 @@ def http_get(url: str, timeout: float = 5.0, host: str | None = None) -> tuple[i
         return 0, str(error)
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05) -> bool:
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
