@@ -119,7 +119,7 @@ def push(work: Path, site: str, version: str) -> float:
     done = subprocess.run(["git", "push", "-q", "production", "main"], cwd=work, capture_output=True, text=True)
     if done.returncode != 0 or "is live at" not in done.stderr:
         raise RuntimeError(f"the push of {version} did not deploy:\n{done.stderr}")
-    if not wait_for(lambda: lab.http_get(site + "/") == (200, version), timeout=60):
+    if not wait_for(lambda: lab.http_get(site + "/") == (200, version), timeout=60, interval=0.02):
         raise RuntimeError(f"{version} is not served at {site}")
     return round(time.monotonic() - started, 2)
 
