@@ -6,6 +6,7 @@ test processes (tests/run uses ``--dist loadfile``: a file's tests stay in one p
 LONGEST_FIRST = (
     "e2e/test_swarm_push.py",
     "e2e/test_data.py",
+    "e2e/test_swarm_nodes.py",
     "e2e/test_swarm_data.py",
     "e2e/test_faults.py",
     "e2e/test_ssh.py",

@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import docker
@@ -265,13 +266,15 @@ def expect(output: str, *snippets: str) -> None:
 def bucket():
     """An S3-compatible server on loopback (moto) that checks credentials, with one user
     allowed everything and a bucket: yields its URL and that user's key."""
-    os.environ.setdefault("INITIAL_NO_AUTH_ACTION_COUNT", "4")  # moto checks credentials after the set-up's 4 calls
     import boto3
     from moto.server import ThreadedMotoServer
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, port = moto.get_host_and_port()
     url = f"http://{host}:{port}"
+    # moto checks credentials after the set-up's 4 calls (its count is the process's: reset it)
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset-auth", data=b"4", method="POST",
+                                                  headers={"Content-Type": "text/plain"}))
     iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="setup",
                        aws_secret_access_key="setup")
     iam.create_user(UserName="zdd")

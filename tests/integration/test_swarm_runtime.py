@@ -68,22 +68,22 @@ def test_a_service_rolls_to_a_healthy_version_and_back_from_one_that_never_gets_
     rollout = swarm.Rollout(replicas=3, monitor=1.0)
     labels = {"zdd.app": "web1", "zdd.process": "web"}
 
-    created = swarm.deploy(client, name, v1, rollout, NETWORK, labels, swarm.Task({"GREETING": "hi"}))
+    created = swarm.deploy(client, name, v1, rollout, [NETWORK], labels, swarm.Task({"GREETING": "hi"}))
     assert created.created
     assert swarm.wait(client, created, 120, said.append) == "converged"
     running = [t for t in swarm.tasks(client.services.get(name)) if t["state"] == "running"]
     assert len({t["node"] for t in running}) == 3, running
     assert answers(client, name, v1) == {"v1"}
 
-    updated = swarm.deploy(client, name, v2, rollout, NETWORK, labels, swarm.Task({}))
+    updated = swarm.deploy(client, name, v2, rollout, [NETWORK], labels, swarm.Task({}))
     assert not updated.created
     assert swarm.wait(client, updated, 120, said.append) == "converged"
     assert answers(client, name, v2) == {"v2"}
 
-    again = swarm.deploy(client, name, v2, rollout, NETWORK, labels, swarm.Task({}))
+    again = swarm.deploy(client, name, v2, rollout, [NETWORK], labels, swarm.Task({}))
     assert swarm.wait(client, again, 120, said.append) == "converged", "the same image again rolls the tasks"
 
-    failing = swarm.deploy(client, name, broken, rollout, NETWORK, labels, swarm.Task({}))
+    failing = swarm.deploy(client, name, broken, rollout, [NETWORK], labels, swarm.Task({}))
     assert swarm.wait(client, failing, 180, said.append) == "rolled back"
     why = swarm.failed_task_logs(client, failing)
     assert why and all(line.endswith("v3 starting") and " on node" in line for line in why), why
@@ -156,7 +156,7 @@ def test_keep_alive_clients_through_the_proxy_lose_nothing_while_the_service_rol
     v1 = swarm.push(client, app_image(client, tmp_path / "v1", "v1"), registry)
     v2 = swarm.push(client, app_image(client, tmp_path / "v2", "v2"), registry)
     rollout = swarm.Rollout(replicas=3, monitor=1.0)
-    assert swarm.wait(client, swarm.deploy(client, name, v1, rollout, NETWORK, {}, swarm.Task({})), 120, print) == "converged"
+    assert swarm.wait(client, swarm.deploy(client, name, v1, rollout, [NETWORK], {}, swarm.Task({})), 120, print) == "converged"
     manager = registry.rsplit(":", 1)[0]
     proxy = client.containers.run(proxy_image(client, tmp_path / "proxy", name), detach=True, network=NETWORK,
                                   ports={"8080/tcp": (manager, None)}, name="zdd-swarmtest-proxy")
@@ -169,7 +169,7 @@ def test_keep_alive_clients_through_the_proxy_lose_nothing_while_the_service_rol
         load = subprocess.Popen(["nsenter", f"--net={lab.netns_path}", sys.executable, "-c", LOAD,
                                  str(REPO / "bench"), url, str(stop)], stdout=subprocess.PIPE, text=True)
         time.sleep(3)
-        assert swarm.wait(client, swarm.deploy(client, name, v2, rollout, NETWORK, {}, swarm.Task({})), 120, print) == "converged"
+        assert swarm.wait(client, swarm.deploy(client, name, v2, rollout, [NETWORK], {}, swarm.Task({})), 120, print) == "converged"
         time.sleep(3)  # every client sees the new version
         stop.touch()
         clients = json.loads(load.communicate(timeout=60)[0])
