@@ -272,9 +272,11 @@ def bucket():
     moto.start()
     host, port = moto.get_host_and_port()
     url = f"http://{host}:{port}"
-    # moto checks credentials after the set-up's 4 calls (its count is the process's: reset it)
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset-auth", data=b"4", method="POST",
-                                                  headers={"Content-Type": "text/plain"}))
+    # moto keeps its users, buckets and count of calls per process, not per server: start afresh,
+    # and check credentials after the set-up's 4 calls
+    for path, body in (("reset", b""), ("reset-auth", b"4")):
+        urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/{path}", data=body, method="POST",
+                                                      headers={"Content-Type": "text/plain"}))
     iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="setup",
                        aws_secret_access_key="setup")
     iam.create_user(UserName="zdd")
