@@ -172,6 +172,20 @@ def wait(client, change: Change, timeout: float, emit: Emit, poll: float = 0.5) 
     raise SwarmError(f"{name} did not finish rolling out within {timeout:.0f}s: see `docker service ps {name}`")
 
 
+def stays_up(client, change: Change, seconds: float, poll: float = 0.5) -> str:
+    """A service new in this deploy has no update for Swarm to monitor: it is converged as soon
+    as its tasks run, even one that exits a moment later (and is restarted forever). Watch
+    its tasks for ``seconds``: "converged", or "exited soon after starting"."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = tasks(client.services.get(change.service))
+        if any(t["image"] == change.image and t["state"] in ("failed", "complete", "rejected") for t in found):
+            return "exited soon after starting"
+        if time.monotonic() >= deadline:
+            return "converged"
+        time.sleep(poll)
+
+
 def _all_running(service, found: list[dict]) -> bool:
     """Every replica wanted runs: Swarm reports a rollback done while its last task still starts."""
     wanted = service.attrs["Spec"]["Mode"]["Replicated"]["Replicas"]

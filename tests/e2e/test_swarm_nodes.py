@@ -1,6 +1,6 @@
 """Swarm mode when things go wrong around a push, on a three-node lab of its own (so that it
 runs beside test_swarm_push.py): the registry unreachable, the deploy killed after Swarm
-rolled web, a version unhealthy on one node only, a node cut off mid-push, and Caddy's
+rolled web, a new worker that exits soon after it starts, a version unhealthy on one node only, a node cut off mid-push, and Caddy's
 container replaced."""
 
 import os
@@ -10,7 +10,16 @@ from swarm_common import (destroy_swarm_apps_when_done, lab, node_states, record
                           set_availability, swarm_server, tasks)
 
 
-def test_a_failed_registry_push_keeps_the_live_version_and_a_killed_deploy_is_repaired(lab, swarm_server, tmp_path):
+NEW_WORKER_THAT_EXITS = """
+[processes.beat]
+command = "/bin/busybox sh -c 'sleep 1; exit 3'"
+healthcheck = false
+"""
+
+
+def test_a_failed_push_keeps_the_live_version_and_a_killed_one_is_repaired(lab, swarm_server, tmp_path):
+    """The registry unreachable, then a deploy killed once Swarm rolled web, then a new worker
+    that exits a moment after it starts."""
     server, app, host = swarm_server, "kept", "kept.swarm.test"
     assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry", lab.registry).returncode == 0
     repo = AppRepo(tmp_path / "work", server.repo(app))
@@ -38,6 +47,16 @@ def test_a_failed_registry_push_keeps_the_live_version_and_a_killed_deploy_is_re
     assert "interrupted" in status.stderr, status.stderr
     assert server.status(app)["sha"] == v3
     assert served(lab, server, host) == (200, "k3")
+
+    # a process new in a push has no update for Swarm to monitor: zdd watches it stay up
+    repo.commit("k4", zdd_toml=NEW_WORKER_THAT_EXITS)
+    refused = repo.push("main")
+    assert f"zdd-{app}-beat did not get healthy on the swarm (exited soon after starting)" in refused.stderr, \
+        refused.stderr
+    assert f"Rolling web back to {v3[:12]}" in refused.stderr, refused.stderr
+    assert server.status(app)["sha"] == v3 and served(lab, server, host) == (200, "k3")
+    with lab.manager() as manager:
+        assert not manager.services.list(filters={"name": f"zdd-{app}-beat"})
     assert server.zdd("destroy", app, "--yes").returncode == 0
 
 

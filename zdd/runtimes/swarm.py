@@ -71,6 +71,8 @@ def _roll_process(version, process, count: int, image: str, port: int, timer) ->
         networks = [proxy.NETWORK] + ([version.network] if version.network else [])
         change = swarm.deploy(client, name, image, rollout, networks, labels, task)
         outcome = swarm.wait(client, change, _timeout(version.config, count), timer.emit)
+        if outcome == "converged" and change.created and process.name != processes.WEB:
+            outcome = swarm.stays_up(client, change, version.config.worker_check_seconds)
         if outcome != "converged":
             for line in swarm.failed_task_logs(client, change):
                 timer.emit(f"    {line}")
