@@ -37,6 +37,8 @@ class Server:
     builder_kind: str = "classic"    # "buildx": docker buildx build; "classic": DOCKER_BUILDKIT=1 docker build
     build_cache_mb: int = 2048       # BuildKit's cache is pruned down to this (least recently used first)
     cache_mount_days: float = 7.0    # and its cache mounts unused this long are dropped
+    log_max_size: str = "10m"        # each container's log rotates at this size (json-file's max-size)
+    log_max_files: int = 3           # and keeps this many files
 
     def repo_path(self, app: str) -> Path:
         return self.root / f"{app}.git"
@@ -93,7 +95,25 @@ def load_server(root: str | os.PathLike | None = None) -> Server:
         builder_kind=data.get("builder_kind", "classic"),
         build_cache_mb=int(data.get("build_cache_mb", 2048)),
         cache_mount_days=float(data.get("cache_mount_days", 7.0)),
+        log_max_size=_log_max_size(data.get("log_max_size", "10m")),
+        log_max_files=_log_max_files(data.get("log_max_files", 3)),
     )
+
+
+LOG_SIZE = re.compile(r"[1-9][0-9]{0,6}[kmg]")
+
+
+def _log_max_size(value) -> str:
+    if not isinstance(value, str) or not LOG_SIZE.fullmatch(value):
+        raise ConfigError(f"log_max_size {value!r} in settings.json is not a size: use a number and k, m or g, "
+                          "e.g. \"10m\"")
+    return value
+
+
+def _log_max_files(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+        raise ConfigError(f"log_max_files {value!r} in settings.json must be a whole number from 1 to 100")
+    return value
 
 
 def settings_path(root: str | os.PathLike | None = None) -> Path:

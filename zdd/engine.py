@@ -1,5 +1,6 @@
 """Everything zdd asks of the Docker engine, through the Docker SDK."""
 
+import dataclasses
 import io
 import os
 import shutil
@@ -19,13 +20,48 @@ Emit = Callable[[str], None]
 LOOPBACK = "127.0.0.1"
 
 
-def connect() -> docker.DockerClient:
+def connect(log_cap: "LogCap | None" = None) -> docker.DockerClient:
+    """A client of the engine; the containers it starts keep at most ``log_cap`` of log."""
     try:
         client = docker.from_env()
         client.ping()
-        return client
     except docker.errors.DockerException as error:
         raise ZddError(f"cannot reach the Docker engine ({error}): is dockerd running?") from None
+    client.zdd_log_cap = log_cap or LogCap()
+    return client
+
+
+@dataclasses.dataclass(frozen=True)
+class LogCap:
+    """How much log each container zdd starts keeps: Docker's json-file driver, rotated."""
+    max_size: str = "10m"
+    max_files: int = 3
+
+    def options(self, daemon_driver: str | None) -> dict | None:
+        """The SDK's log_config; None where the daemon logs elsewhere by default (local,
+        journald, a log shipper...): the operator chose it, and zdd keeps it."""
+        if daemon_driver not in (None, "json-file"):
+            return None
+        return {"type": "json-file", "config": {"max-size": self.max_size, "max-file": str(self.max_files)}}
+
+
+def log_options(client) -> dict:
+    """``log_config=...`` for containers.create/run, or nothing (see LogCap.options)."""
+    cap = getattr(client, "zdd_log_cap", None) or LogCap()
+    options = cap.options(daemon_log_driver(client))
+    return {"log_config": options} if options else {}
+
+
+def swarm_log_options(client) -> dict:
+    """The same for a Swarm service's tasks."""
+    options = log_options(client).get("log_config")
+    return {"log_driver": options["type"], "log_driver_options": options["config"]} if options else {}
+
+
+def daemon_log_driver(client) -> str | None:
+    if not hasattr(client, "zdd_daemon_log_driver"):
+        client.zdd_daemon_log_driver = client.info().get("LoggingDriver")
+    return client.zdd_daemon_log_driver
 
 
 def find_image(client: docker.DockerClient, tag: str):
@@ -106,6 +142,7 @@ def start_container(client, image, name: str, labels: dict, env: dict, *, comman
         return client.containers.run(
             image.id, command=list(command) if command else None, name=name, detach=True, labels=labels,
             init=True, stop_signal="SIGTERM", environment=env, mounts=docker_mounts(mounts), **options,
+            **log_options(client),
         )
     except docker.errors.APIError as error:
         text = str(error.explanation or error)
@@ -246,7 +283,7 @@ def run_to_completion(client, image, name: str, labels: dict, env: dict, command
     and its last lines."""
     container = client.containers.create(image.id, command=list(command), name=name, labels=labels,
                                          environment=env, mounts=docker_mounts(mounts), init=True,
-                                         network=network)
+                                         network=network, **log_options(client))
     tail: list[str] = []
     try:
         container.start()
@@ -297,7 +334,7 @@ def create_interactive(client, image, name: str, labels: dict, env: dict, comman
                        network: str | None = None):
     return client.containers.create(image.id, command=list(command), name=name, labels=labels,
                                     environment=env, mounts=docker_mounts(mounts), init=True,
-                                    stdin_open=True, tty=tty, network=network)
+                                    stdin_open=True, tty=tty, network=network, **log_options(client))
 
 
 def attach_terminal(container) -> int | None:
@@ -351,7 +388,7 @@ def start_service(client, service, network: str, labels: dict):
     _remove_by_name(client, service.container)
     container = client.containers.create(
         service.image, name=service.container, network=network, restart_policy={"Name": "unless-stopped"},
-        mounts=[data_mount(service)], **_service_options(service, labels))
+        mounts=[data_mount(service)], **_service_options(service, labels), **log_options(client))
     container.start()
     return container
 

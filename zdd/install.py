@@ -11,8 +11,8 @@ from typing import Callable
 
 import git
 
-from zdd import builder, caddy, config, names, runtimes, state
-from zdd.errors import InvalidInput
+from zdd import builder, caddy, config, engine, names, runtimes, state
+from zdd.errors import InvalidInput, ZddError
 
 Emit = Callable[[str], None]
 DEFAULT_CADDYFILE = "/etc/caddy/Caddyfile"
@@ -49,13 +49,26 @@ def init_app(root, app: str, domain: str, port, branch: str, emit: Emit, *, keep
     keep_images = keep_images or current.get("keep_images", 5)
     wanted = {"domain": domain, "port": port, "branch": branch, "keep_images": keep_images}
     app_changed = _write_if_changed(app_file, wanted, emit)
-    runtimes.runtime_for(config.load_server(root)).after_install(emit, changed=settings_changed or app_changed)
+    runtime = runtimes.runtime_for(config.load_server(root))
+    runtime.after_install(emit, changed=settings_changed or app_changed)
+    if settings_changed:
+        _say_log_driver(runtime, emit)
     repo_path = root / f"{app}.git"
     if not (repo_path / "HEAD").exists():
         git.Repo.init(repo_path, bare=True, initial_branch=branch)
         emit(f"created {repo_path}")
     if hook_template:
         _install_hook(Path(hook_template), repo_path / "hooks" / "post-receive", root / "bin" / "zdd", app, emit)
+
+
+def _say_log_driver(runtime, emit: Emit) -> None:
+    try:
+        driver = engine.daemon_log_driver(runtime.client)
+    except ZddError:
+        return  # no engine to ask yet: the first deploy needs one, and says so
+    if driver not in (None, "json-file"):
+        emit(f"logs: the Docker daemon logs with {driver} by default: zdd keeps it and sets no size cap "
+             "of its own (log_max_size in settings.json applies to json-file)")
 
 
 def _check_domain_free(root: Path, app: str, domain: str) -> None:

@@ -70,7 +70,7 @@ def ensure(client, caddy_bin: str, caddyfile: Path, mounted: list[Path], ports: 
         ports={f"{port}/tcp": port for port in ports},
         environment={"XDG_DATA_HOME": "/data", "XDG_CONFIG_HOME": "/data/config", "HOME": "/data"},
         mounts=[docker.types.Mount(folder, folder, type="bind", read_only=True) for folder in folders]
-        + [docker.types.Mount("/data", DATA_VOLUME, type="volume")])
+        + [docker.types.Mount("/data", DATA_VOLUME, type="volume")], **engine.log_options(client))
     return True
 
 

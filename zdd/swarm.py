@@ -14,6 +14,7 @@ import docker
 import docker.errors
 import docker.types
 
+from zdd import engine
 from zdd.errors import ZddError
 
 Emit = Callable[[str], None]
@@ -108,7 +109,8 @@ def deploy(client, name: str, image: str, rollout: Rollout, networks: list[str],
                     mounts=list(task.mounts), constraints=list(task.constraints),
                     stop_grace_period=int(task.stop_grace * NANOSECONDS),
                     mode=docker.types.ServiceMode("replicated", replicas=rollout.replicas),
-                    update_config=update, rollback_config=rollback, networks=list(networks))
+                    update_config=update, rollback_config=rollback, networks=list(networks),
+                    **engine.swarm_log_options(client))
     existing = find(client, name)
     if existing is None:
         client.services.create(name=name, init=True, endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"),
@@ -283,7 +285,7 @@ def start_data_service(client, name: str, image: str, network: str, labels: dict
         healthcheck=docker.types.Healthcheck(**task.healthcheck), mounts=list(task.mounts),
         constraints=list(task.constraints), stop_grace_period=int(task.stop_grace * NANOSECONDS),
         stop_signal=stop_signal, endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"),
-        mode=docker.types.ServiceMode("replicated", replicas=1))
+        mode=docker.types.ServiceMode("replicated", replicas=1), **engine.swarm_log_options(client))
 
 
 def this_node(client) -> str:

@@ -1,6 +1,9 @@
+import json
+
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from zdd import config
 from zdd.config import AppSettings, RepoConfig, choose_port, parse_repo_config
 from zdd.errors import ConfigError
 
@@ -48,3 +51,15 @@ def test_port_choice_order():
     assert choose_port(AppSettings("a", ":80", port=5000), RepoConfig(), [8080]) == (5000, "install.sh --port")
     assert choose_port(app, RepoConfig(), [8080]) == (8080, "the image's EXPOSE")
     assert choose_port(app, RepoConfig(), [8080, 9090]) == (8000, "the default")
+
+
+def test_log_cap_defaults_and_what_settings_refuse(tmp_path):
+    settings = {"caddyfile": "/etc/caddy/Caddyfile", "caddy_admin": "localhost:2019"}
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    server = config.load_server(tmp_path)
+    assert (server.log_max_size, server.log_max_files) == ("10m", 3)
+    for key, value in [("log_max_size", "10"), ("log_max_size", "0m"), ("log_max_size", "1m; rm"),
+                       ("log_max_files", 0), ("log_max_files", "3"), ("log_max_files", True)]:
+        (tmp_path / "settings.json").write_text(json.dumps({**settings, key: value}))
+        with pytest.raises(ConfigError, match=key):
+            config.load_server(tmp_path)

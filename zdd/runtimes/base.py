@@ -13,7 +13,7 @@ class RuntimeBase:
     @property
     def client(self):
         if self._client is None:
-            self._client = engine.connect()
+            self._client = engine.connect(engine.LogCap(self.server.log_max_size, self.server.log_max_files))
         return self._client
 
     @property
