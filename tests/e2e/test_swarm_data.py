@@ -76,6 +76,8 @@ def test_postgres_on_the_swarm_serves_every_node_backs_up_off_site_and_restores(
             here = manager.info()["Swarm"]["NodeID"]
             assert service.attrs["Spec"]["TaskTemplate"]["Placement"]["Constraints"] == [f"node.id=={here}"]
             assert not service.attrs.get("Endpoint", {}).get("Ports"), "a database publishes no port"
+            assert service.attrs["Spec"]["TaskTemplate"]["LogDriver"] == {
+                "Name": "json-file", "Options": {"max-size": "10m", "max-file": "3"}}, "its log is capped"
         psql(server, app, "CREATE TABLE rows (body text); INSERT INTO rows VALUES ('a'), ('b'), ('c');")
 
         assert server.zdd("scale", app, "web=3").returncode == 0
