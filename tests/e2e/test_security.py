@@ -63,5 +63,5 @@ def test_two_apps_pushed_at_once_both_go_live(server, tmp_path):
 
     assert [push.returncode for push in pushes] == [0, 0], errors
     for name, site in sites.items():
-        assert http_get(site) == (200, name)
+        assert http_get(site) == (200, name), errors  # git exits 0 even when the deploy failed: its output says why
         assert name in server.caddyfile.read_text()
