@@ -161,9 +161,10 @@ def data_images():
 class AppRepo:
     """A developer's working copy of a busybox app, with `production` pointing at the server."""
 
-    def __init__(self, path: Path, remote: Path, template: Path | None = None):
-        """A busybox app, or a copy of the app in ``template`` (e.g. examples/notes)."""
-        self.path = path
+    def __init__(self, path: Path, remote: Path, template: Path | None = None, health_interval: str | None = None):
+        """A busybox app, or a copy of the app in ``template`` (e.g. examples/notes);
+        ``health_interval``: its HEALTHCHECK's (see app_dockerfile)."""
+        self.path, self.health_interval = path, health_interval
         if template:
             shutil.copytree(template, path)
         else:
@@ -190,7 +191,7 @@ class AppRepo:
         self.write("www/index.html", body if body is not None else message)
         self.write("www/cgi-bin/slow", SLOW_CGI.format(body=body if body is not None else message))
         (self.path / "www/cgi-bin/slow").chmod(0o755)
-        self.write("Dockerfile", dockerfile or app_dockerfile())
+        self.write("Dockerfile", dockerfile or app_dockerfile(health_interval=self.health_interval))
         if zdd_toml is not None:
             self.write("zdd.toml", zdd_toml)
         self.git("add", "-A")
@@ -212,8 +213,13 @@ echo "slow {body}"
 """
 
 
-def app_dockerfile(start_delay: float = 0, healthcheck: str | None = "ok", cmd: str | None = None) -> str:
-    """A FROM-scratch busybox web server on port 8000; healthcheck 'ok', 'fail' or None."""
+def app_dockerfile(start_delay: float = 0, healthcheck: str | None = "ok", cmd: str | None = None,
+                   health_interval: str | None = None) -> str:
+    """A FROM-scratch busybox web server on port 8000; healthcheck 'ok', 'fail' or None.
+
+    zdd's gate runs the HEALTHCHECK command itself, so a passing one gets Docker's 30 s
+    default interval: Docker's own checks (an exec each) would only load the machine. A
+    failing one, and Swarm's apps (Swarm waits for Docker's first check), say "1s"."""
     serve = "/bin/busybox httpd -f -p 8000 -h /www"
     start = cmd or (f"/bin/busybox sleep {start_delay}; exec {serve}" if start_delay else f"exec {serve}")
     lines = [
@@ -224,7 +230,8 @@ def app_dockerfile(start_delay: float = 0, healthcheck: str | None = "ok", cmd: 
     ]
     if healthcheck:
         path = "/" if healthcheck == "ok" else "/missing"
-        lines.append("HEALTHCHECK --interval=1s --timeout=2s --retries=3 CMD "
+        interval = health_interval or ("30s" if healthcheck == "ok" else "1s")
+        lines.append(f"HEALTHCHECK --interval={interval} --timeout=2s --retries=3 CMD "
                      f'["/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8000{path}"]')
     lines.append(f'CMD ["/bin/busybox", "sh", "-c", "{start}"]')
     return "\n".join(lines) + "\n"
@@ -243,8 +250,7 @@ def new_app(server, tmp_path, request):
 
 @pytest.fixture(autouse=True)
 def destroy_apps_when_done(server):
-    """Every app a test installs is destroyed after it: running apps, each with a 1 s
-    HEALTHCHECK, slow every later test."""
+    """Every app a test installs is destroyed after it: running apps slow every later test."""
     before = len(server.apps)
     yield
     for app in server.apps[before:]:

@@ -24,8 +24,8 @@ def containers_of(docker_client, app):
 
 def test_two_apps_deploy_fail_roll_back_and_are_destroyed_independently(server, tmp_path, docker_client):
     site_a, site_b = server.add_app("duo-a"), server.add_app("duo-b")
-    repo_a = AppRepo(tmp_path / "a", server.repo("duo-a"))
-    repo_b = AppRepo(tmp_path / "b", server.repo("duo-b"))
+    repo_a = AppRepo(tmp_path / "a", server.repo("duo-a"), health_interval="1s")
+    repo_b = AppRepo(tmp_path / "b", server.repo("duo-b"), health_interval="1s")
     repo_a.commit("a1")
     assert repo_a.push("main").returncode == 0
     repo_b.commit("b1")

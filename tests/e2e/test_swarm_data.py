@@ -81,7 +81,7 @@ def test_postgres_on_the_swarm_serves_every_node_backs_up_off_site_and_restores(
         psql(server, app, "CREATE TABLE rows (body text); INSERT INTO rows VALUES ('a'), ('b'), ('c');")
 
         assert server.zdd("scale", app, "web=3").returncode == 0
-        repo = AppRepo(tmp_path / "work", server.repo(app))
+        repo = AppRepo(tmp_path / "work", server.repo(app), health_interval="1s")
         repo.commit("v1")
         pushed_live(repo.push("main"))
         everywhere, seen = {"node1": "exit=0", "node2": "exit=0", "node3": "exit=0"}, []

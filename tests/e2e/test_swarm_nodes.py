@@ -22,7 +22,7 @@ def test_a_failed_push_keeps_the_live_version_and_a_killed_one_is_repaired(lab, 
     that exits a moment after it starts."""
     server, app, host = swarm_server, "kept", "kept.swarm.test"
     assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry", lab.registry).returncode == 0
-    repo = AppRepo(tmp_path / "work", server.repo(app))
+    repo = AppRepo(tmp_path / "work", server.repo(app), health_interval="1s")
     v1 = repo.commit("k1")
     assert "is live at" in repo.push("main").stderr
 
@@ -64,7 +64,7 @@ def test_a_version_unhealthy_on_one_node_is_rolled_back_everywhere(lab, swarm_se
     server, app, host = swarm_server, "picky", "picky.swarm.test"
     assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry", lab.registry).returncode == 0
     assert server.zdd("scale", app, "web=3").returncode == 0
-    repo = AppRepo(tmp_path / "work", server.repo(app))
+    repo = AppRepo(tmp_path / "work", server.repo(app), health_interval="1s")
     v1 = repo.commit("p1")
     assert "is live at" in repo.push("main").stderr
     probe = '[ \\"$ZDD_NODE\\" != node3 ] && /bin/busybox wget -q -O /dev/null http://127.0.0.1:8000/'
@@ -90,7 +90,7 @@ def test_a_node_cut_off_during_a_push_is_waited_for_then_status_agrees_with_swar
     server, app, host = swarm_server, "spread", "spread.swarm.test"
     assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry", lab.registry).returncode == 0
     assert server.zdd("scale", app, "web=3").returncode == 0
-    repo = AppRepo(tmp_path / "work", server.repo(app))
+    repo = AppRepo(tmp_path / "work", server.repo(app), health_interval="1s")
     repo.commit("s1")
     assert "is live at" in repo.push("main").stderr
 
@@ -123,7 +123,7 @@ def test_a_node_cut_off_during_a_push_is_waited_for_then_status_agrees_with_swar
 def test_caddys_container_replaced_keeps_its_certificates_and_config(lab, swarm_server, tmp_path):
     server, app, host = swarm_server, "secure", "secure.swarm.test"
     assert server.install(app, "--domain", host, "--swarm", "--registry", lab.registry).returncode == 0
-    repo = AppRepo(tmp_path / "work", server.repo(app))
+    repo = AppRepo(tmp_path / "work", server.repo(app), health_interval="1s")
     repo.commit("c1")
     assert "is live at" in repo.push("main").stderr
     first = lab.certificate(server.https_port, host)  # issued on demand by Caddy's internal CA

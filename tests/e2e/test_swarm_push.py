@@ -61,7 +61,7 @@ def test_install_on_bare_servers_starts_the_swarm_and_registry_and_its_join_line
             assert "is in a swarm but is not a manager" in on_worker.stderr, on_worker.stderr
 
             assert server.zdd("scale", "first", "web=2").returncode == 0
-            repo = AppRepo(tmp_path / "work", server.repo("first"))
+            repo = AppRepo(tmp_path / "work", server.repo("first"), health_interval="1s")
             repo.commit("v1")
             pushed_live(repo.push("main"))
             assert served(bare, server) == (200, "v1")
@@ -93,7 +93,7 @@ def test_install_swarm_scale_and_push_roll_every_node_with_nothing_lost(lab, swa
 
     scaled = server.zdd("scale", app, "web=3", "worker=2")
     assert scaled.returncode == 0, scaled.stderr
-    repo = AppRepo(tmp_path / "work", server.repo(app))
+    repo = AppRepo(tmp_path / "work", server.repo(app), health_interval="1s")
     repo.write("zdd.toml", WORKER_TOML)
     v1 = repo.commit("v1")
     first = repo.push("main")
@@ -153,15 +153,15 @@ def test_every_command_works_in_swarm_mode(lab, swarm_server, tmp_path):
     server, app = swarm_server, "tools"
     host = "tools.swarm.test"
     assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry", lab.registry).returncode == 0
-    repo = AppRepo(tmp_path / "work", server.repo(app))
+    repo = AppRepo(tmp_path / "work", server.repo(app), health_interval="1s")
     serve = "echo started $GREETING as $ZDD_REPLICA on $ZDD_NODE; exec /bin/busybox httpd -f -p 8000 -h /www"
     repo.write("zdd.toml", WORKER_TOML)
-    t1 = repo.commit("t1", dockerfile=app_dockerfile(cmd=serve))
+    t1 = repo.commit("t1", dockerfile=app_dockerfile(cmd=serve, health_interval="1s"))
     assert "is live at" in repo.push("main").stderr
     assert served(lab, server, host) == (200, "t1")
 
     repo.write("zdd.toml", WORKER_TOML.replace("exec /bin/busybox sleep 1000", "exit 3"))
-    repo.commit("t2", dockerfile=app_dockerfile(cmd=serve))
+    repo.commit("t2", dockerfile=app_dockerfile(cmd=serve, health_interval="1s"))
     failed = repo.push("main")
     assert "zdd-tools-worker did not get healthy" in failed.stderr, failed.stderr
     assert f"Rolling web back to {t1[:12]}" in failed.stderr, failed.stderr
