@@ -4,7 +4,7 @@ import dataclasses
 import functools
 from pathlib import Path
 
-from zdd import appenv, config, gitrepo, processes, services, state, storage
+from zdd import appenv, config, processes, services, state, storage
 from zdd.errors import ZddError
 
 
@@ -57,10 +57,12 @@ class App:
         return state.read_history(self.dir)
 
     def repo(self):
+        from zdd import gitrepo  # GitPython: only for commands that read the repository
         return gitrepo.open_repo(self.repo_path)
 
     def repo_config_at(self, sha: str, repo=None) -> config.RepoConfig:
         """The zdd.toml of commit ``sha``, validated."""
+        from zdd import gitrepo
         data = gitrepo.read_file(repo or self.repo(), sha, "zdd.toml")
         if data is None:
             return config.parse_repo_config(None)

@@ -7,13 +7,11 @@ import sys
 import traceback
 from pathlib import Path
 
-import docker.errors
-import requests.exceptions
-
+# Modules that load docker, git or jinja2 (0.3 s of CPU) are imported by the commands that
+# use them: the laptop client, `zdd env` and `zdd keys` skip it.
 from zdd import __version__, appenv
 from zdd import app as apps
-from zdd import backup_target, backups, config, databases, deploy, engine, gitrepo, hook, install, keys, ops
-from zdd import processes, remote, restore, retention, runtimes, schedule, sshgate, state
+from zdd import backup_target, config, keys, processes, remote, retention, runtimes, schedule, sshgate, state
 from zdd.errors import GitError, InvalidInput, ZddError
 
 
@@ -27,11 +25,13 @@ def _app(server, args):
 
 
 def cmd_hook(server, args) -> int:
+    from zdd import hook
     os.environ.pop("GIT_DIR", None)  # set by git for the hook; zdd names the repo itself
     return hook.handle_push(server, args.app, sys.stdin.read(), emit)
 
 
 def cmd_deploy(server, args) -> int:
+    from zdd import deploy, gitrepo
     app, runtime = _app(server, args)
     sha = gitrepo.resolve_commit(app.repo(), args.ref)
     deploy.deploy(app, runtime, sha, args.ref, emit)
@@ -39,6 +39,7 @@ def cmd_deploy(server, args) -> int:
 
 
 def cmd_rollback(server, args) -> int:
+    from zdd import deploy
     app, runtime = _app(server, args)
     if args.ref:
         return cmd_deploy(server, args)
@@ -51,6 +52,7 @@ def cmd_rollback(server, args) -> int:
 
 
 def cmd_status(server, args) -> int:
+    from zdd import backups, ops
     app, runtime = _app(server, args)
     live = ops.checked_live(app, runtime, lambda line: print(line, file=sys.stderr))
     table = ops.process_table(app, runtime, live)
@@ -70,6 +72,7 @@ def cmd_status(server, args) -> int:
 
 
 def cmd_history(server, args) -> int:
+    from zdd import engine
     app, runtime = _app(server, args)
     entries = app.history()
     kept = {image["sha"] for image in engine.app_images(runtime.client, args.app)}
@@ -91,6 +94,7 @@ def cmd_history(server, args) -> int:
 
 
 def cmd_init(root, args) -> int:
+    from zdd import install
     install.init_app(root, args.app, args.domain, args.port, args.branch, emit, keep_images=args.keep,
                      caddyfile=args.caddyfile, caddy_admin=args.caddy_admin,
                      caddy_bin=args.caddy_bin, templates=args.templates, hook_template=args.hook_template,
@@ -100,6 +104,7 @@ def cmd_init(root, args) -> int:
 
 
 def cmd_apps(server, args) -> int:
+    from zdd import ops
     rows = ops.overview(server, runtimes.runtime_for(server))
     if args.only is not None:
         rows = [row for row in rows if row["app"] in args.only.split(",")]
@@ -142,6 +147,7 @@ def cmd_render(server, args) -> int:
 
 
 def cmd_logs(server, args) -> int:
+    from zdd import ops
     app, runtime = _app(server, args)
     for text in ops.logs(app, runtime, args.follow, args.tail, args.process):
         sys.stdout.write(text)
@@ -150,11 +156,13 @@ def cmd_logs(server, args) -> int:
 
 
 def cmd_restart(server, args) -> int:
+    from zdd import ops
     ops.restart(*_app(server, args), emit)
     return 0
 
 
 def cmd_destroy(server, args) -> int:
+    from zdd import ops
     app, runtime = _app(server, args)
     if not args.yes:
         if not sys.stdin.isatty():
@@ -169,6 +177,7 @@ def cmd_destroy(server, args) -> int:
 
 
 def cmd_scale(server, args) -> int:
+    from zdd import ops
     app, runtime = _app(server, args)
     if args.counts:
         ops.scale(app, runtime, processes.parse_scale(args.counts, runtime.web_scales), emit)
@@ -183,6 +192,7 @@ def cmd_scale(server, args) -> int:
 
 
 def cmd_storage(server, args) -> int:
+    from zdd import ops
     if args.action in ("add", "remove") and len(args.items) != 1:
         raise InvalidInput(f"zdd storage APP {args.action} takes one argument: "
                            + ("NAME:/path/in/container or FOLDER:/path" if args.action == "add" else "NAME or /path"))
@@ -209,6 +219,7 @@ def cmd_run(server, args) -> int:
 
 
 def cmd_db(server, args) -> int:
+    from zdd import backups, databases
     app, runtime = _app(server, args)
     if args.action in ("create", "destroy") and not args.kind:
         raise InvalidInput(f"zdd db {args.action} takes APP and a service type: postgres or redis")
@@ -234,6 +245,7 @@ def cmd_db(server, args) -> int:
 
 
 def cmd_backup(server, args) -> int:
+    from zdd import backups, restore
     app, runtime = _app(server, args)
     if args.schedule is not None:
         return _set_schedule(app, args.schedule, args.keep)
@@ -248,6 +260,7 @@ def cmd_backup(server, args) -> int:
 
 
 def _set_schedule(app, period: str, keep: list[str]) -> int:
+    from zdd import backups
     if period == "off":
         schedule.write(app.dir, None)
         emit(f"{app.name}: no scheduled backups any more (the backups taken stay)")
@@ -275,6 +288,7 @@ def cmd_backup_target(server, args) -> int:
 
 
 def cmd_backup_due(server, args) -> int:
+    from zdd import backups
     runtime = runtimes.runtime_for(server)
     stamped = lambda line: emit(f"{state.now_iso()} {line}")  # noqa: E731 (the schedule's log)
     failed = backups.run_due(server, runtime.client, lambda name: apps.load(server, name), stamped)
@@ -284,6 +298,7 @@ def cmd_backup_due(server, args) -> int:
 
 
 def cmd_backups(server, args) -> int:
+    from zdd import backups
     app = apps.load(server, args.app)
     entries = backups.listing(app)
     if args.json:
@@ -303,6 +318,7 @@ def cmd_backups(server, args) -> int:
 
 
 def cmd_restore(server, args) -> int:
+    from zdd import backups, restore
     app, runtime = _app(server, args)
     with backups.locked(app):
         restore.restore(app, runtime, args.backup, args.service, emit)
@@ -469,13 +485,21 @@ def main(argv=None) -> int:
         return args.func(config.load_server(args.root), args)
     except ZddError as error:
         return _fail(str(error))
-    except (docker.errors.DockerException, requests.exceptions.ConnectionError) as error:
-        return _fail(f"the Docker engine failed or went away ({type(error).__name__}: {error}): "
-                     "check that dockerd runs, then push again")
     except KeyboardInterrupt:
         return _fail("interrupted")
-    except Exception as error:  # a bug, or an engine error zdd has no name for
+    except Exception as error:  # the engine gone, a bug, or an engine error zdd has no name for
+        if _engine_failed(error):
+            return _fail(f"the Docker engine failed or went away ({type(error).__name__}: {error}): "
+                         "check that dockerd runs, then push again")
         return _fail(f"unexpected {type(error).__name__}: {error}")
+
+
+def _engine_failed(error: Exception) -> bool:
+    """A Docker SDK error or a lost connection to the engine (neither can be raised by a
+    command that never imported the SDK)."""
+    docker_errors, requests_errors = sys.modules.get("docker.errors"), sys.modules.get("requests.exceptions")
+    return bool((docker_errors and isinstance(error, docker_errors.DockerException))
+                or (requests_errors and isinstance(error, requests_errors.ConnectionError)))
 
 
 SERVER_ONLY = {"init", "hook", "ssh", "backup-due"}
