@@ -4,14 +4,14 @@ import dataclasses
 import functools
 from pathlib import Path
 
-from zdd import appenv, config, processes, services, state, storage
+from zdd import appenv, config, limits, processes, services, state, storage
 from zdd.errors import ZddError
 
 
 @dataclasses.dataclass(frozen=True)
 class App:
     """An app's folder, its install.sh settings, and what the operator set for it (scale,
-    env, storage), each read from disk at most once per command."""
+    limits, env, storage), each read from disk at most once per command."""
 
     server: config.Server
     settings: config.AppSettings
@@ -31,6 +31,10 @@ class App:
     @functools.cached_property
     def scale(self) -> dict[str, int]:
         return processes.read_scale(self.dir)
+
+    @functools.cached_property
+    def limits(self) -> limits.Limits:
+        return limits.Limits(limits.read(self.dir), self.server.default_limit)
 
     @functools.cached_property
     def env(self) -> dict[str, str]:

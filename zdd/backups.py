@@ -3,6 +3,7 @@ restic repository (one snapshot per item, all tagged with the backup's id), list
 that repository and the app's backup log, restored after a safety backup, and checked by
 restoring into scratch containers that the live app never sees."""
 
+import contextlib
 import dataclasses
 import datetime
 import secrets
@@ -11,7 +12,7 @@ import tempfile
 import time
 from typing import Callable
 
-from zdd import engine, restic, schedule, services, state
+from zdd import engine, notify, restic, schedule, services, state
 from zdd.backup_target import repository
 from zdd.errors import InvalidInput, ZddError
 
@@ -188,10 +189,18 @@ def run_due(server, client, load_app, emit: Emit) -> int:
                 backup(app, client, emit, reason="scheduled")
                 restic.forget_by_policy(repository(app), plan.keep)
                 emit(f"    kept by policy: {', '.join(f'{count} {unit}' for unit, count in plan.keep.items())}")
+                _tell_webhooks(app, "the scheduled backup succeeded")
             except ZddError as error:
                 failed += 1
                 emit(f"{name}: FAILED: {error}")
+                _tell_webhooks(app, f"the scheduled backup FAILED: {error}")
     return failed
+
+
+def _tell_webhooks(app, reason: str) -> None:
+    live = app.live()
+    with contextlib.suppress(Exception):  # a webhook problem never changes a backup's outcome
+        notify.send(app.server.root, notify.event("backup", app.name, live and live["sha"], reason))
 
 
 def schedule_warning(app, log: list[dict] | None = None) -> str | None:

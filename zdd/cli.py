@@ -11,7 +11,7 @@ from pathlib import Path
 # use them: the laptop client, `zdd env` and `zdd keys` skip it.
 from zdd import __version__, appenv
 from zdd import app as apps
-from zdd import backup_target, config, keys, processes, remote, retention, runtimes, schedule, sshgate, state
+from zdd import backup_target, config, keys, limits, processes, remote, retention, runtimes, schedule, sshgate, state
 from zdd.errors import GitError, InvalidInput, ZddError
 
 
@@ -56,23 +56,27 @@ def cmd_status(server, args) -> int:
     app, runtime = _app(server, args)
     live = ops.checked_live(app, runtime, lambda line: print(line, file=sys.stderr))
     table = ops.process_table(app, runtime, live)
+    ops.collect_crashes(server, runtime)
+    seen = ops.live_crashes(app, live)
     if args.json:
-        print(json.dumps({**live, "process_table": table} if live else {"app": args.app, "sha": None},
-                         indent=2, sort_keys=True))
+        print(json.dumps({**live, "process_table": table, "crashes": seen[-20:]} if live
+                         else {"app": args.app, "sha": None}, indent=2, sort_keys=True))
     elif live:
         print(f"{args.app}: {live['sha'][:12]} ({live['ref']}) live since {live['deployed_at']}")
-        for line in runtime.status_lines(app, live, table):
-            print(line)
+        lines = runtime.status_lines(app, live, table) + [ops.limits_line(table)] + ops.crash_lines(app.name, seen)
+        for line in lines:
+            if line:
+                print(line)
     else:
         print(f"{args.app}: nothing deployed yet")
     if not args.json:
-        for line in backups.status_lines(app):
+        for line in backups.status_lines(app) + ops.disk_warnings(server, runtime.client):
             print(line)
     return 0
 
 
 def cmd_history(server, args) -> int:
-    from zdd import engine
+    from zdd import crashes, engine, ops
     app, runtime = _app(server, args)
     entries = app.history()
     kept = {image["sha"] for image in engine.app_images(runtime.client, args.app)}
@@ -81,16 +85,27 @@ def cmd_history(server, args) -> int:
     if args.json:
         print(json.dumps(entries, indent=2, sort_keys=True))
         return 0
-    for entry in entries:
-        steps = " ".join(f"{k}={v:.1f}s" for k, v in entry.get("steps", {}).items())
-        image = "image kept" if entry["image_kept"] else "pruned"
-        print(f"{entry['finished_at']}  {entry['sha'][:12]}  {entry['ref']:<20} {entry['outcome']:<6} "
-              f"{image:<10}  by {entry.get('by')}  {steps}")
-        if entry.get("reason"):
-            print(f"    {entry['reason']}")
+    ops.collect_crashes(server, runtime)
+    events = [(entry["finished_at"], _deploy_lines(entry)) for entry in entries]
+    events += [(crash["at"], _crash_lines(crash)) for crash in crashes.read(app.dir)]
+    for _, lines in sorted(events, key=lambda event: event[0]):
+        print("\n".join(lines))
     if not entries:
         print(f"{args.app}: no deploys yet")
     return 0
+
+
+def _deploy_lines(entry: dict) -> list[str]:
+    steps = " ".join(f"{k}={v:.1f}s" for k, v in entry.get("steps", {}).items())
+    image = "image kept" if entry["image_kept"] else "pruned"
+    lines = [f"{entry['finished_at']}  {entry['sha'][:12]}  {entry['ref']:<20} {entry['outcome']:<6} "
+             f"{image:<10}  by {entry.get('by')}  {steps}"]
+    return lines + ([f"    {entry['reason']}"] if entry.get("reason") else [])
+
+
+def _crash_lines(crash: dict) -> list[str]:
+    return [f"{crash['at']}  {(crash['sha'] or '?')[:12]}  {crash['process']:<20} crash   "
+            f"{crash['container']}: {crash['reason']}, restarted by Docker"]
 
 
 def cmd_init(root, args) -> int:
@@ -104,7 +119,7 @@ def cmd_init(root, args) -> int:
 
 
 def cmd_apps(server, args) -> int:
-    from zdd import ops
+    from zdd import backups, ops
     rows = ops.overview(server, runtimes.runtime_for(server))
     if args.only is not None:
         rows = [row for row in rows if row["app"] in args.only.split(",")]
@@ -114,13 +129,15 @@ def cmd_apps(server, args) -> int:
     if not rows:
         print("no apps yet: set one up with install.sh APP --domain ADDRESS")
         return 0
-    print(f"{'APP':<20} {'SHA':<12} {'AGE':>8}  {'UPSTREAM':<16} {'HEALTH':<10} {'PROCESSES':<20} ADDRESS")
+    print(f"{'APP':<20} {'SHA':<12} {'AGE':>8}  {'UPSTREAM':<16} {'HEALTH':<10} {'PROCESSES':<20} "
+          f"{'IMAGES':>9} {'VOLUMES':>9}  ADDRESS")
     for row in rows:
         sha = (row["sha"] or "-")[:12]
         age = schedule.age_text(row["age_seconds"]) if row["age_seconds"] is not None else "-"
         counts = " ".join(f"{name}={count}" for name, count in row["processes"].items()) or "-"
+        sizes = f"{backups.size_text(row['images_bytes']):>9} {backups.size_text(row['volumes_bytes']):>9}"
         print(f"{row['app']:<20} {sha:<12} {age:>8}  {row['upstream'] or '-':<16} {row['health']:<10} "
-              f"{counts:<20} {row['domain']}")
+              f"{counts:<20} {sizes}  {row['domain']}")
     return 0
 
 
@@ -188,6 +205,20 @@ def cmd_scale(server, args) -> int:
     if not table:
         saved = app.scale
         print(" ".join(f"{name}={count}" for name, count in saved.items()) or f"{args.app}: nothing deployed yet")
+    return 0
+
+
+def cmd_limits(server, args) -> int:
+    from zdd import ops
+    app, runtime = _app(server, args)
+    if args.limits:
+        ops.set_limits(app, runtime, limits.parse_items(args.limits), emit)
+        return 0
+    live = app.live()
+    names = [p.name for p in processes.declared_in(live)] if live else [processes.WEB]
+    for name in sorted(set(names) | set(app.limits.own)):
+        default = name not in app.limits.own and app.limits.default != limits.NO_LIMIT
+        print(f"{name}={app.limits.of(name).as_text()}{'  (the server default)' if default else ''}")
     return 0
 
 
@@ -274,6 +305,28 @@ def _set_schedule(app, period: str, keep: list[str]) -> int:
     return 0
 
 
+def cmd_notify(server, args) -> int:
+    from zdd import notify
+    if args.action == "add":
+        if len(args.items) != 1:
+            raise InvalidInput("zdd notify add URL [--events deploy,failed,crash,backup] [--app APP] "
+                               "[--format json|slack|discord]: name one URL")
+        if args.app is not None:
+            apps.load(server, args.app)
+        notify.add(server, args.items[0], args.events, args.app, args.format, emit)
+    elif args.action == "remove":
+        if len(args.items) != 1:
+            raise InvalidInput("zdd notify remove ID: name one webhook (`zdd notify` lists them)")
+        notify.remove(server, args.items[0], emit)
+    elif args.action == "test":
+        notify.send(server.root, notify.event("deploy", args.app or "zdd-test", None, "a test event from zdd notify"))
+        emit(f"sent to every webhook that takes deploy events; see {server.root / notify.LOG}")
+    else:
+        for hook in notify.read(server.root):
+            print(hook.describe())
+    return 0
+
+
 def cmd_backup_target(server, args) -> int:
     if args.action == "set":
         if not args.items:
@@ -288,9 +341,11 @@ def cmd_backup_target(server, args) -> int:
 
 
 def cmd_backup_due(server, args) -> int:
-    from zdd import backups
+    from zdd import backups, ops
     runtime = runtimes.runtime_for(server)
     stamped = lambda line: emit(f"{state.now_iso()} {line}")  # noqa: E731 (the schedule's log)
+    for crash in ops.collect_crashes(server, runtime):
+        stamped(f"{crash['app']}: {crash['process']} ({crash['container']}) crashed: {crash['reason']}")
     failed = backups.run_due(server, runtime.client, lambda name: apps.load(server, name), stamped)
     if failed:
         stamped(f"{failed} scheduled backup(s) failed")
@@ -405,6 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
     destroy.add_argument("--storage", action="store_true", help="remove its storage (volumes, folders) too")
     scale = command("scale", cmd_scale, "set how many containers of each process run (kept across deploys)")
     scale.add_argument("counts", nargs="*", metavar="PROCESS=COUNT", help="e.g. worker=3 (0 stops it)")
+    limit = command("limits", cmd_limits, "cap each process's memory and CPU: web=512m worker=256m,0.5cpu "
+                                          "(kept across deploys; web=none takes it off)")
+    limit.add_argument("limits", nargs="*", metavar="PROCESS=LIMIT", help="e.g. web=512m or worker=256m,0.5cpu")
     mounts = command("storage", cmd_storage, "storage that survives deploys: add NAME:/path, list, remove NAME")
     mounts.add_argument("action", choices=["add", "list", "remove"])
     mounts.add_argument("items", nargs="*", metavar="NAME:/path | FOLDER:/path | NAME")
@@ -431,6 +489,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "30m, 6h, 2d) from now on; off stops it")
     backup.add_argument("--keep", action="append", default=[], metavar="UNIT=COUNT",
                         help="with --schedule: what to keep (default last=3 daily=7 weekly=4)")
+    hooks = sub.add_parser("notify", help="webhooks for deploy, failed, crash and backup events: add URL, list, "
+                                          "remove ID, test", description="zdd notify add URL [--events E,...] "
+                                          "[--app APP] [--format json|slack|discord]; zdd notify; zdd notify remove ID")
+    hooks.add_argument("action", nargs="?", choices=["add", "list", "remove", "test"], default="list")
+    hooks.add_argument("items", nargs="*", metavar="URL | ID")
+    hooks.add_argument("--events", help="which events, comma-separated (default: every one)")
+    hooks.add_argument("--app", help="only this app's events (default: every app's)")
+    hooks.add_argument("--format", default="json", help="json (signed, the default), slack or discord")
+    hooks.set_defaults(func=cmd_notify)
     target = sub.add_parser("backup-target", help="where backups go: this server (default) or off-site",
                             description="zdd backup-target set URL [KEY=VALUE ...] (restic's URL: s3:https://HOST/"
                                         "BUCKET/PATH, sftp:USER@HOST:/PATH; credentials such as AWS_ACCESS_KEY_ID=...); "
@@ -439,8 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("items", nargs="*", metavar="URL KEY=VALUE")
     target.add_argument("--ssh-key", metavar="FILE", help="set, sftp: the SSH key to log in with (absolute path)")
     target.set_defaults(func=cmd_backup_target)
-    sub.add_parser("backup-due", help="run by the server's backup timer each minute: the scheduled backups due now",
-                   description="run by the server's backup timer each minute").set_defaults(func=cmd_backup_due)
+    sub.add_parser("backup-due", help="run by the server's timer each minute: the crashes Docker saw, and the "
+                                      "scheduled backups due now",
+                   description="run by the server's timer each minute").set_defaults(func=cmd_backup_due)
     command("backups", cmd_backups, "list the app's backups: age, outcome, size, where").add_argument(
         "--json", action="store_true")
     restore_command = command("restore", cmd_restore, "restore a backup (the latest by default), after a safety backup")

@@ -7,7 +7,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from zdd import appenv, names
+from zdd import appenv, limits, names
 from zdd import processes as process_model
 from zdd.errors import ConfigError, InvalidInput
 
@@ -39,6 +39,7 @@ class Server:
     cache_mount_days: float = 7.0    # and its cache mounts unused this long are dropped
     log_max_size: str = "10m"        # each container's log rotates at this size (json-file's max-size)
     log_max_files: int = 3           # and keeps this many files
+    default_limit: limits.Limit = limits.NO_LIMIT   # memory/CPU of each process without its own `zdd limits`
 
     def repo_path(self, app: str) -> Path:
         return self.root / f"{app}.git"
@@ -97,6 +98,7 @@ def load_server(root: str | os.PathLike | None = None) -> Server:
         cache_mount_days=float(data.get("cache_mount_days", 7.0)),
         log_max_size=_log_max_size(data.get("log_max_size", "10m")),
         log_max_files=_log_max_files(data.get("log_max_files", 3)),
+        default_limit=_default_limit(data.get("default_limit", limits.NONE)),
     )
 
 
@@ -114,6 +116,13 @@ def _log_max_files(value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
         raise ConfigError(f"log_max_files {value!r} in settings.json must be a whole number from 1 to 100")
     return value
+
+
+def _default_limit(value) -> limits.Limit:
+    try:
+        return limits.parse_limit(str(value), "default_limit in settings.json")
+    except InvalidInput as error:
+        raise ConfigError(str(error)) from None
 
 
 def settings_path(root: str | os.PathLike | None = None) -> Path:

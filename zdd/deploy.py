@@ -9,7 +9,7 @@ import signal
 import time
 from typing import Callable
 
-from zdd import engine, generation, image_build, names, oneoff, processes, retention, state
+from zdd import engine, generation, image_build, names, notify, oneoff, processes, retention, state
 
 Emit = Callable[[str], None]
 
@@ -50,13 +50,16 @@ def deploy(app, runtime, sha: str, ref: str, emit: Emit) -> dict:
         try:
             record = _deploy_locked(app, runtime, live, sha, ref, deploy_id, timer)
         except Exception as error:
-            state.append_history(app.dir, _history(app.name, sha, ref, deploy_id, started_at, timer, "failed",
-                                                   str(error)))
+            entry = _history(app.name, sha, ref, deploy_id, started_at, timer, "failed", str(error))
+            state.append_history(app.dir, entry)
+            _tell_webhooks(app, "failed", entry, emit)
             raise
         with timer.step("record", None):
             state.write_live(app.dir, record)
-        state.append_history(app.dir, _history(app.name, sha, ref, deploy_id, started_at, timer, "live", None,
-                                               image_reused=record["image_reused"]))
+        entry = _history(app.name, sha, ref, deploy_id, started_at, timer, "live", None,
+                         image_reused=record["image_reused"])
+        state.append_history(app.dir, entry)
+        _tell_webhooks(app, "deploy", entry, emit)
         total = sum(timer.durations.values())
         emit(f"==> {app.name} is live at {app.settings.domain}: {sha[:12]} ({ref}), deployed in {total:.1f}s")
         try:
@@ -77,7 +80,7 @@ def _deploy_locked(app, runtime, live, sha, ref, deploy_id, timer) -> dict:
     deployed_before = any(entry["sha"] == sha for entry in app.history())
     image, reused = image_build.build_or_reuse(app, client, repo, repo_config, sha, ref, timer, deployed_before)
     version = generation.Version(client, image, app.name, sha, ref, deploy_id, repo_config, app.env, app.mounts,
-                                 app.network)
+                                 app.network, app.limits)
     if repo_config.release:
         with timer.step("release", f"Running the release command ({oneoff.shown(repo_config.release)})"):
             oneoff.release(version, timer.emit)
@@ -104,6 +107,14 @@ def prune_images(client, app, protected: set, emit: Emit) -> None:
     if removed:
         freed = sum(image["size"] for image in removed) / 1e6
         emit(f"==> Pruned {len(removed)} old image(s) beyond the newest {keep}: about {freed:.1f} MB freed")
+
+
+def _tell_webhooks(app, kind: str, entry: dict, emit: Emit) -> None:
+    try:
+        notify.send(app.server.root, notify.event(kind, app.name, entry["sha"], entry["reason"], ref=entry["ref"],
+                                                  by=entry["by"]))
+    except Exception as error:  # the webhooks must never change a deploy's outcome
+        emit(f"    could not hand the {kind} event to the webhooks ({type(error).__name__}: {error})")
 
 
 def _history(app, sha, ref, deploy_id, started_at, timer, outcome, reason, image_reused=None) -> dict:

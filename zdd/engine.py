@@ -52,6 +52,46 @@ def log_options(client) -> dict:
     return {"log_config": options} if options else {}
 
 
+CPU_PERIOD = 100_000  # microseconds: Docker's --cpus is this period and a quota of cpus x it
+
+
+def limit_options(limit) -> dict:
+    """A limits.Limit as options of containers.create/run and container.update (which knows
+    no nano_cpus, hence the quota): memory with no swap beyond it."""
+    options = {}
+    if limit is not None and limit.memory_bytes:
+        options.update(mem_limit=limit.memory_bytes, memswap_limit=limit.memory_bytes)
+    if limit is not None and limit.cpus:
+        options.update(cpu_period=CPU_PERIOD, cpu_quota=round(float(limit.cpus) * CPU_PERIOD))
+    return options
+
+
+def update_limit(container, limit) -> None:
+    """Change a running container's limits in place (setting or changing one, not removing it)."""
+    options = limit_options(limit)
+    if options:
+        container.update(**options)
+
+
+def app_events(client, since: float, until: float) -> list[dict]:
+    """Docker's container events of zdd's apps between two times, oldest first."""
+    stream = client.events(since=since, until=until, decode=True,
+                           filters={"type": "container", "label": "zdd.app"})
+    try:
+        return list(stream)
+    finally:
+        stream.close()
+
+
+def is_restarting(client, container_id: str) -> bool:
+    """Whether the container still exists and Docker is restarting it, or has."""
+    container = get_container(client, container_id)
+    if container is None:
+        return False
+    raw = container.attrs.get("State") or {}
+    return bool(raw.get("Restarting") or (raw.get("Running") and container.attrs.get("RestartCount")))
+
+
 def swarm_log_options(client) -> dict:
     """The same for a Swarm service's tasks."""
     options = log_options(client).get("log_config")
@@ -123,9 +163,10 @@ class PortInUse(ZddError):
 
 def start_container(client, image, name: str, labels: dict, env: dict, *, command=None,
                     publish: tuple[int, int] | None = None, mounts=(), healthcheck: bool = True,
-                    network: str | None = None):
+                    network: str | None = None, limit=None):
     """Run detached; ``publish`` = (app port, host port) publishes on 127.0.0.1 only;
-    ``network``: the app's own network (else Docker's default bridge).
+    ``network``: the app's own network (else Docker's default bridge); ``limit``: a
+    limits.Limit.
 
     No restart policy yet: a crashing candidate must stay stopped so its exit code
     shows. ``keep_running`` adds the policy once it is healthy."""
@@ -142,7 +183,7 @@ def start_container(client, image, name: str, labels: dict, env: dict, *, comman
         return client.containers.run(
             image.id, command=list(command) if command else None, name=name, detach=True, labels=labels,
             init=True, stop_signal="SIGTERM", environment=env, mounts=docker_mounts(mounts), **options,
-            **log_options(client),
+            **log_options(client), **limit_options(limit),
         )
     except docker.errors.APIError as error:
         text = str(error.explanation or error)
@@ -239,6 +280,15 @@ def app_images(client, app: str) -> list[dict]:
     return images
 
 
+def image_bytes_by_app(client) -> dict[str, int]:
+    """What each app's kept images take, as `docker images` counts them (shared layers in each)."""
+    sizes: dict[str, int] = {}
+    for image in client.images.list(filters={"label": "zdd.app"}):
+        app = image.labels.get("zdd.app")
+        sizes[app] = sizes.get(app, 0) + image.attrs.get("Size", 0)
+    return sizes
+
+
 def remove_image(client, image_id: str) -> bool:
     try:
         client.images.remove(image_id, force=False, noprune=False)
@@ -277,13 +327,14 @@ def remove_volume(client, name: str) -> None:
 
 
 def run_to_completion(client, image, name: str, labels: dict, env: dict, command, mounts,
-                      timeout: float, emit: Emit, network: str | None = None) -> tuple[int | None, list[str]]:
+                      timeout: float, emit: Emit, network: str | None = None,
+                      limit=None) -> tuple[int | None, list[str]]:
     """Run a one-off container, streaming its output line by line, for up to ``timeout``
     seconds (then kill it); always remove it. Returns its exit code (None: timed out)
     and its last lines."""
     container = client.containers.create(image.id, command=list(command), name=name, labels=labels,
                                          environment=env, mounts=docker_mounts(mounts), init=True,
-                                         network=network, **log_options(client))
+                                         network=network, **log_options(client), **limit_options(limit))
     tail: list[str] = []
     try:
         container.start()
@@ -331,10 +382,11 @@ def _wait_exit(container, timeout: float) -> int | None:
 
 
 def create_interactive(client, image, name: str, labels: dict, env: dict, command, mounts, tty: bool,
-                       network: str | None = None):
+                       network: str | None = None, limit=None):
     return client.containers.create(image.id, command=list(command), name=name, labels=labels,
                                     environment=env, mounts=docker_mounts(mounts), init=True,
-                                    stdin_open=True, tty=tty, network=network, **log_options(client))
+                                    stdin_open=True, tty=tty, network=network, **log_options(client),
+                                    **limit_options(limit))
 
 
 def attach_terminal(container) -> int | None:

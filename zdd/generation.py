@@ -9,6 +9,7 @@ from typing import Callable
 
 from zdd import engine, health, names, processes
 from zdd.errors import ContainerFailed, ZddError
+from zdd.limits import Limits
 
 Emit = Callable[[str], None]
 
@@ -27,6 +28,7 @@ class Version:
     env: dict
     mounts: list
     network: str | None = None   # the app's own network, when it has data services
+    limits: Limits = Limits()    # memory and CPU of each process
 
     def labels(self, process: str, **extra: str) -> dict:
         return labels(self.app, self.sha, self.ref, process, self.deploy_id, **extra)
@@ -46,7 +48,7 @@ def live_version(client, app, live: dict, repo_config) -> Version:
     if image is None:
         raise ZddError(f"the live image {live['image']} is missing: `zdd restart {app.name}` rebuilds it")
     return Version(client, image, app.name, live["sha"], live["ref"], live["deploy_id"], repo_config,
-                   app.env, app.mounts, app.network)
+                   app.env, app.mounts, app.network, app.limits)
 
 
 def labels(app: str, sha: str, ref: str, process: str, deploy_id: str, **extra: str) -> dict:
@@ -74,7 +76,7 @@ def start_workers(version: Version, process: processes.Process, count: int, firs
         container = engine.start_container(
             version.client, version.image, name, version.labels(process.name, **{"zdd.index": str(index)}),
             version.env, command=process.command, mounts=version.mounts, healthcheck=process.healthcheck,
-            network=version.network)
+            network=version.network, limit=version.limits.of(process.name))
         started.append(Worker(process, container))
     return started
 

@@ -1,11 +1,10 @@
 """The deploy's image: reused if it exists, else built from the commit with BuildKit, once it
 is known to fit on disk and its [build] settings and secrets are in place."""
 
-import os
 import tempfile
 from typing import Callable
 
-from zdd import builder, engine, gitrepo, names
+from zdd import builder, engine, gitrepo, names, state
 from zdd.errors import BuildFailed, GitError
 
 Emit = Callable[[str], None]
@@ -76,17 +75,10 @@ def _check_room_to_build(server, client, repo, sha: str) -> None:
         raise BuildFailed(f"the build context is {size_mb:.0f} MB, over the {server.max_context_mb} MB limit: "
                           "remove large files from the repository, or raise max_context_mb in settings.json")
     for folder in (engine.storage_dir(client), tempfile.gettempdir()):
-        free_mb = _free_mb(folder)
+        free_mb = state.free_mb(folder)
         needed_mb = 2 * size_mb + server.min_free_mb
         if free_mb is not None and free_mb < needed_mb:
             raise BuildFailed(f"not enough disk space to build: {free_mb:.0f} MB free in {folder}, about "
                               f"{needed_mb:.0f} MB needed ({server.min_free_mb} MB stays free): free some "
                               "space, e.g. fewer kept images (install.sh --keep) or `docker system prune`")
 
-
-def _free_mb(folder: str) -> float | None:
-    try:
-        stats = os.statvfs(folder)
-    except OSError:
-        return None  # an engine on another host: its disk is not ours to see
-    return stats.f_bavail * stats.f_frsize / 1e6

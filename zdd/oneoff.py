@@ -31,7 +31,7 @@ def release(version: generation.Version, emit: Emit) -> None:
     code, tail = engine.run_to_completion(version.client, version.image, name, version.labels(processes.RELEASE),
                                           version.env, repo_config.release, version.mounts,
                                           repo_config.release_timeout, lambda line: emit(f"    {line}"),
-                                          network=version.network)
+                                          network=version.network, limit=version.limits.of(processes.RELEASE))
     last = f" (its last line: {tail[-1].strip()!r})" if tail and tail[-1].strip() else ""
     if code is None:
         raise ReleaseFailed(f"the release command did not finish within {repo_config.release_timeout:g}s and "
@@ -55,7 +55,8 @@ def run(app, client, command: list[str], process: str | None, extra_env: dict[st
     labels = generation.labels(app.name, live["sha"], live["ref"], processes.RUN, live["deploy_id"])
     env = {**app.env, **extra_env}
     name = f"zdd-{app.name}-run-{live['sha'][:12]}-{secrets.token_hex(3)}"
-    container = engine.create_interactive(client, image, name, labels, env, command, app.mounts, tty, app.network)
+    container = engine.create_interactive(client, image, name, labels, env, command, app.mounts, tty, app.network,
+                                          app.limits.of(process or processes.RUN))
     previous = {sig: signal.signal(sig, _raise_hangup) for sig in HANGUPS}
     _hang_up_when_orphaned()
     try:

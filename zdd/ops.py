@@ -1,13 +1,15 @@
 """Day-2 operations on apps: overview, processes, scale, storage, logs, restart, destroy.
 Each takes the app (zdd.app.App) and the server's runtime, and never asks which runtime it is."""
 
+import contextlib
+import datetime
 import shutil
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 from zdd import app as apps
-from zdd import deploy, engine, processes, retention, services, state, storage
+from zdd import crashes, deploy, engine, limits, notify, processes, retention, services, state, storage
 from zdd.errors import InvalidInput, ZddError
 
 Emit = Callable[[str], None]
@@ -16,11 +18,16 @@ Emit = Callable[[str], None]
 def overview(server, runtime) -> list[dict]:
     """One row per app: live SHA and ref, age, upstream, health, and how many of each process run."""
     rows = []
+    image_bytes = engine.image_bytes_by_app(runtime.client)
+    volume_bytes = engine.volume_sizes(runtime.client)
     for name in server.app_names():
         app = apps.load(server, name)
         live = app.live()
+        volumes = [m.source for m in app.mounts if m.kind == "volume"] + [s.volume for s in app.services]
         row = {"app": name, "domain": app.settings.domain, "sha": None, "ref": None,
-               "age_seconds": None, "upstream": None, "health": "not deployed", "processes": {}}
+               "age_seconds": None, "upstream": None, "health": "not deployed", "processes": {},
+               "images_bytes": image_bytes.get(name, 0),
+               "volumes_bytes": sum(max(0, volume_bytes.get(volume, 0)) for volume in volumes)}
         if live:
             row.update(sha=live["sha"], ref=live["ref"], upstream=live["upstream"],
                        age_seconds=int(time.time() - retention.epoch(live["deployed_at"])))
@@ -34,7 +41,67 @@ def process_table(app, runtime, live: dict | None) -> dict[str, dict]:
     if not live:
         return {}
     wanted = processes.desired(processes.declared_in(live), app.scale, runtime.web_scales)
-    return runtime.process_table(app, live, wanted)
+    table = runtime.process_table(app, live, wanted)
+    for name, row in table.items():
+        row["limit"] = app.limits.of(name).as_text()
+    return table
+
+
+def collect_crashes(server, runtime) -> list[dict]:
+    """The crashes since the last look (see zdd.crashes), kept with their apps; the webhooks
+    get one crash event per process that crashed."""
+    client = runtime.client
+    try:
+        found = crashes.collect(server, lambda since, until: engine.app_events(client, since, until),
+                                lambda container_id: engine.is_restarting(client, container_id))
+    except PermissionError:
+        return []  # a user who may not write zdd's logs/ folder: the timer, which may, looks
+    for (app_name, process) in sorted({(c["app"], c["process"]) for c in found}):
+        mine = [c for c in found if (c["app"], c["process"]) == (app_name, process)]
+        reason = f"{process} crashed {len(mine)} time(s), restarted by Docker; last: {mine[-1]['reason']}"
+        with contextlib.suppress(Exception):  # a webhook problem never fails the command
+            notify.send(server.root, notify.event("crash", app_name, mine[-1]["sha"], reason, process=process))
+    return found
+
+
+def live_crashes(app, live: dict | None) -> list[dict]:
+    """The crashes of the live version's containers, oldest first."""
+    return [c for c in crashes.read(app.dir) if live and c["sha"] == live["sha"]]
+
+
+def crash_lines(app_name: str, seen: list[dict]) -> list[str]:
+    """`zdd status`'s lines on crashes of the live version: each process's count and last one,
+    and a crash loop said as such."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    lines = []
+    for process in sorted({c["process"] for c in seen}):
+        mine = [c for c in seen if c["process"] == process]
+        last = mine[-1]
+        lines.append(f"  {process} crashed {len(mine)} time(s), restarted by Docker; last at {last['at']} "
+                     f"({last['container']}): {last['reason']}")
+        if crashes.in_a_loop(mine, process, now):
+            lines.append(f"  CRASH LOOP: {process} crashed {crashes.LOOP_COUNT} times or more in the last "
+                         f"{crashes.LOOP_SECONDS // 60} minutes: `zdd logs {app_name} --process {process}` says why")
+    return lines
+
+
+def disk_warnings(server, client) -> list[str]:
+    """A line for each of Docker's and zdd's folders with less than min_free_mb free."""
+    lines = []
+    for what, folder in (("Docker's", engine.storage_dir(client)), ("zdd's", str(server.root))):
+        free = state.free_mb(folder)
+        if free is not None and free < server.min_free_mb:
+            lines.append(f"  WARNING: {free:.0f} MB free for {what} data in {folder}, under min_free_mb "
+                         f"({server.min_free_mb} MB): builds stop; free some (fewer kept images: install.sh --keep, "
+                         "`docker system prune`)")
+    return lines
+
+
+def limits_line(table: dict[str, dict]) -> str | None:
+    """`zdd status`'s line on limits, when any process has one."""
+    if all(row["limit"] == limits.NONE for row in table.values()):
+        return None
+    return "  limits: " + ", ".join(f"{name}={row['limit']}" for name, row in table.items())
 
 
 def scale(app, runtime, counts: dict[str, int], emit: Emit) -> dict[str, int]:
@@ -51,6 +118,24 @@ def scale(app, runtime, counts: dict[str, int], emit: Emit) -> dict[str, int]:
             emit(f"saved: {app.name} starts with these counts at its first deploy")
             return merged
         runtime.scale(app, live, counts, emit)
+    return merged
+
+
+def set_limits(app, runtime, changes: dict, emit: Emit) -> dict:
+    """Record the operator's limits; the runtime applies them to what runs now where it can."""
+    with state.deploy_lock(app.dir, emit):
+        live = runtime.reconcile(app, emit)
+        declared = {p.name for p in processes.declared_in(live)} if live else set()
+        for name in sorted(set(changes) - declared - {processes.RELEASE, processes.RUN}):
+            emit(f"    {app.name} runs no process {name} now: its limit applies once zdd.toml declares it")
+        merged = limits.write(app.dir, changes)
+        effective = limits.Limits(merged, app.server.default_limit)
+        for name in sorted(changes):
+            emit(f"{name}: {effective.of(name).describe()}")
+        if live is None:
+            emit(f"saved: {app.name} starts with these limits at its first deploy")
+        else:
+            runtime.apply_limits(app, live, {name: effective.of(name) for name in changes}, emit)
     return merged
 
 

@@ -17,8 +17,8 @@ from zdd.errors import InvalidInput
 from zdd.processes import SHELL_SYNTAX, unquoted
 
 APP_COMMANDS = {"status", "history", "rollback", "deploy", "restart", "env", "logs", "scale", "storage", "run",
-                "db", "backup", "backups"}
-ADMIN_COMMANDS = {"keys", "render", "destroy", "restore", "backup-target"}
+                "db", "backup", "backups", "limits"}
+ADMIN_COMMANDS = {"keys", "render", "destroy", "restore", "backup-target", "notify"}
 GIT_SERVICES = {"git-receive-pack": "receive-pack", "git-upload-pack": "upload-pack"}
 REPO = re.compile(r"(?P<app>[a-z][a-z0-9-]{0,31})\.git/?")
 
@@ -96,6 +96,8 @@ def _zdd(key, argv: list[str], apps: set[str]) -> Zdd:
         raise Refused("refused: removing a database is for admin keys")
     if command == "storage" and argv[2:3] != ["list"] and not key.admin:
         raise Refused("refused: storage mounts host folders, so adding or removing it is for admin keys")
+    if command == "limits" and argv[2:] and not key.admin:
+        raise Refused("refused: limits guard the server from an app, so setting them is for admin keys")
     return Zdd(argv)
 
 

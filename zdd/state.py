@@ -64,6 +64,15 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def free_mb(folder) -> float | None:
+    """Free space in MB where ``folder`` is (None: no such folder here, e.g. an engine's on another host)."""
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize / 1e6
+
+
 def read_json(path: Path):
     """A JSON file's data, or None when there is no such file."""
     try:

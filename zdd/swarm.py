@@ -94,6 +94,14 @@ class Task:
     mounts: tuple = ()                # docker.types.Mount
     constraints: tuple = ()           # e.g. node.role==manager
     stop_grace: float = 10.0
+    limit: object = None              # a limits.Limit: Swarm's resource limits
+
+
+def _resources(limit) -> docker.types.Resources:
+    """Empty rather than None: an update keeps what it is not given, and a limit taken off must go."""
+    if limit is None:
+        return docker.types.Resources()
+    return docker.types.Resources(cpu_limit=limit.nano_cpus, mem_limit=limit.memory_bytes)
 
 
 def deploy(client, name: str, image: str, rollout: Rollout, networks: list[str], labels: dict, task: Task) -> Change:
@@ -110,7 +118,7 @@ def deploy(client, name: str, image: str, rollout: Rollout, networks: list[str],
                     stop_grace_period=int(task.stop_grace * NANOSECONDS),
                     mode=docker.types.ServiceMode("replicated", replicas=rollout.replicas),
                     update_config=update, rollback_config=rollback, networks=list(networks),
-                    **engine.swarm_log_options(client))
+                    resources=_resources(task.limit), **engine.swarm_log_options(client))
     existing = find(client, name)
     if existing is None:
         client.services.create(name=name, init=True, endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"),

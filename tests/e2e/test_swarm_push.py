@@ -172,8 +172,13 @@ def test_every_command_works_in_swarm_mode(lab, swarm_server, tmp_path):
     status = server.zdd("status", app)
     assert status.returncode == 0 and "tools: " in status.stdout and "node" in status.stdout, status.stdout
     assert server.zdd("env", app, "set", "GREETING=hello{{.Node.ID}}").returncode == 0
+    limited = server.zdd("limits", app, "web=64m,0.5cpu")
+    assert "the tasks get them at the next deploy or `zdd restart tools`" in limited.stdout, limited.stdout
     restarted = server.zdd("restart", app)
     assert restarted.returncode == 0, restarted.stderr + restarted.stdout
+    with lab.manager() as manager:
+        resources = manager.services.get("zdd-tools-web").attrs["Spec"]["TaskTemplate"]["Resources"]
+        assert resources["Limits"] == {"MemoryBytes": 64 * 1024 ** 2, "NanoCPUs": 500_000_000}, resources
     assert wait_for(lambda: re.search(r"started hello\{\{\.Node\.ID\}\} as web\.1 on node[123]\n",
                                       server.zdd("logs", app).stdout), timeout=30, interval=1), \
         server.zdd("logs", app).stdout

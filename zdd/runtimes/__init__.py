@@ -41,6 +41,9 @@ class Runtime(Protocol):
     def scale(self, app, live: dict, counts: dict[str, int], emit: Emit) -> None:
         """Apply the counts to what runs now."""
 
+    def apply_limits(self, app, live: dict, changed: dict, emit: Emit) -> None:
+        """Apply changed limits (process -> limits.Limit) to what runs now, or say when they apply."""
+
     def logs(self, app, process: str, follow: bool, tail: int) -> Iterator[str]:
         """The live version's log of ``process``."""
 

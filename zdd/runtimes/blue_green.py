@@ -121,7 +121,8 @@ def _start_in_slot(app, version, name, port, slot):
     def start(host_port):
         return engine.start_container(version.client, version.image, name, labels, version.env,
                                       command=version.config.process(processes.WEB).command,
-                                      publish=(port, host_port), mounts=version.mounts, network=version.network)
+                                      publish=(port, host_port), mounts=version.mounts, network=version.network,
+                                      limit=version.limits.of(processes.WEB))
     try:
         container = start(host_port)
     except engine.PortInUse:

@@ -5,7 +5,7 @@ import queue
 import threading
 from typing import Callable, Iterator
 
-from zdd import engine, generation, oneoff, processes, recover, routing, services
+from zdd import engine, generation, limits, oneoff, processes, recover, routing, services
 from zdd.errors import ZddError
 from zdd.runtimes import blue_green
 from zdd.runtimes.base import RuntimeBase
@@ -53,6 +53,23 @@ class SingleServer(RuntimeBase):
         for name, count in counts.items():
             if name != processes.WEB:
                 self._scale_process(app, live, declared[name], count, repo_config, emit)
+
+    def apply_limits(self, app, live: dict, changed: dict, emit: Emit) -> None:
+        """Docker changes a running container's memory and CPU in place; it cannot take a
+        limit off one: that waits for the next deploy or `zdd restart`."""
+        group = generation.of_generation(self.client, app.name, live.get("deploy_id"))
+        group[processes.WEB] = [c for c in [engine.get_container(self.client, live.get("container_id"))] if c]
+        for name, limit in changed.items():
+            running = group.get(name, [])
+            if limit == limits.NO_LIMIT:
+                if running:
+                    emit(f"{name}: its running containers keep their old limit until the next deploy or "
+                         f"`zdd restart {app.name}`")
+                continue
+            for container in running:
+                engine.update_limit(container, limit)
+            if running:
+                emit(f"{name}: applied now to {len(running)} running container(s)")
 
     def _scale_process(self, app, live: dict, process, count: int, repo_config, emit: Emit) -> None:
         have = generation.of_generation(self.client, app.name, live["deploy_id"]).get(process.name, [])

@@ -107,7 +107,7 @@ def _task(version, process, port: int, emit: Emit) -> swarm.Task:
         constraints = ("node.role==manager",)
         emit("    the app has storage, which lives on the manager: its tasks run there")
     return swarm.Task(env, process.command, healthcheck, tuple(engine.docker_mounts(version.mounts)), constraints,
-                      version.config.stop_timeout)
+                      version.config.stop_timeout, version.limits.of(process.name))
 
 
 def _literal(value: str) -> str:
@@ -239,6 +239,9 @@ class Swarm(RuntimeBase):
                 old = ", ".join(f"{t['name']} {t['sha'][:12]} on {t['node']}" for t in row["rolling"])
                 lines.append(f"    rolling: still running and reachable until Swarm stops them: {old}")
         return lines
+
+    def apply_limits(self, app, live: dict, changed: dict, emit: Emit) -> None:
+        emit(f"the tasks get them at the next deploy or `zdd restart {app.name}` (Swarm replaces each one)")
 
     def scale(self, app, live: dict, counts: dict[str, int], emit: Emit) -> None:
         for process, count in counts.items():

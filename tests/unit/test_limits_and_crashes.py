@@ -1,0 +1,101 @@
+"""Limits as the operator writes them, and crashes told apart from stops in Docker's events."""
+
+import datetime
+import hashlib
+import hmac
+import json
+
+import pytest
+
+from zdd import crashes, engine, limits
+from zdd.errors import InvalidInput
+
+
+def test_limits_parse_memory_cpu_both_and_none():
+    assert limits.parse_items(["web=512m", "worker=256m,0.5cpu", "clock=1cpu", "beat=none"]) == {
+        "web": limits.Limit("512m"), "worker": limits.Limit("256m", "0.5"), "clock": limits.Limit(None, "1"),
+        "beat": limits.NO_LIMIT}
+    assert limits.Limit("2g").memory_bytes == 2 * 1024 ** 3
+    assert limits.Limit("256m", "0.5").as_text() == "256m,0.5cpu"
+
+
+@pytest.mark.parametrize("item", ["web", "web=", "web=512", "web=512mb", "web=-1cpu", "web=0cpu", "web=1m",
+                                  "web=512m,512m", "web=$(id)", "Web=512m", "web=512m;0.5cpu"])
+def test_a_bad_limit_is_refused_in_one_line(item):
+    with pytest.raises(InvalidInput) as refused:
+        limits.parse_items([item])
+    assert "\n" not in str(refused.value)
+
+
+def test_one_off_containers_get_webs_limit_and_the_server_default_fills_in(tmp_path):
+    limits.write(tmp_path, {"web": limits.Limit("512m"), "worker": limits.Limit(None, "0.5")})
+    limits.write(tmp_path, {"worker": limits.NO_LIMIT})
+    app = limits.Limits(limits.read(tmp_path), limits.Limit("1g"))
+    assert [app.of(p).memory for p in ("web", "release", "run", "worker")] == ["512m", "512m", "512m", "1g"]
+
+
+def test_limits_become_docker_options_with_no_swap_beyond_memory():
+    assert engine.limit_options(limits.Limit("64m", "0.5")) == {
+        "mem_limit": 64 * 1024 ** 2, "memswap_limit": 64 * 1024 ** 2, "cpu_period": 100_000, "cpu_quota": 50_000}
+    assert engine.limit_options(limits.NO_LIMIT) == {} and engine.limit_options(None) == {}
+
+
+def event(action: str, container: str, at: float, process: str = "web", **attributes) -> dict:
+    return {"Action": action, "id": container, "time": at,
+            "Actor": {"Attributes": {"zdd.app": "shop", "zdd.process": process, "zdd.sha": "a" * 40,
+                                     "name": f"zdd-shop-{container}", **attributes}}}
+
+
+def test_an_oom_kill_restarted_by_docker_is_a_crash_a_stop_or_a_failed_candidate_is_not():
+    events = [
+        event("oom", "c1", 100), event("die", "c1", 100, exitCode="137"), event("start", "c1", 101),
+        event("kill", "c2", 102, signal="15"), event("die", "c2", 102, exitCode="143"),   # zdd stopped it
+        event("die", "c3", 103, exitCode="1"), event("destroy", "c3", 104),              # a failed candidate
+        event("die", "c4", 105, exitCode="0", process="release"), event("start", "c4", 106),
+        event("die", "c5", 107, exitCode="2"),                                            # restart in back-off
+        event("die", "c6", 50, exitCode="2"), event("start", "c6", 51),                   # read before
+    ]
+    found = crashes.crashes_in(events, since=60, restarting=lambda container: container == "c5")
+    assert [(c["container"], c["exit_code"], c["reason"]) for c in found] == [
+        ("zdd-shop-c1", 137, "killed: out of memory"), ("zdd-shop-c5", 2, "exited with code 2")]
+
+
+def test_five_crashes_in_five_minutes_are_a_loop():
+    now = datetime.datetime(2026, 12, 7, 12, 0, tzinfo=datetime.timezone.utc)
+    at = [(now - datetime.timedelta(seconds=s)).isoformat() for s in (10, 60, 120, 200, 290, 400)]
+    seen = [{"process": "web", "at": a} for a in at]
+    assert crashes.in_a_loop(seen, "web", now)
+    assert not crashes.in_a_loop(seen[1:], "web", now) and not crashes.in_a_loop(seen, "worker", now)
+
+
+def test_webhook_bodies_are_signed_json_or_one_line_for_slack_and_discord():
+    from zdd import notify
+    happened = {"event": "failed", "app": "shop", "sha": "b" * 40, "reason": "health check failed",
+                "time": "2026-12-07T10:00:00+00:00", "server": "web1"}
+    plain = notify.Hook("h1", "https://example.com/in", secret="s3cret")
+    payload = notify.body(plain, happened)
+    assert json.loads(payload) == happened
+    assert notify.signature("s3cret", payload) == "sha256=" + hmac.new(b"s3cret", payload, hashlib.sha256).hexdigest()
+    slack = notify.body(notify.Hook("h2", "https://hooks.slack.com/services/T/B/X", format="slack"), happened)
+    assert json.loads(slack) == {"text": "zdd web1: shop failed bbbbbbbbbbbb: health check failed"}
+    assert list(json.loads(notify.body(notify.Hook("h3", "https://discord.com/api/webhooks/1/x", format="discord"),
+                                       happened))) == ["content"]
+
+
+def test_webhook_urls_events_and_formats_are_checked_and_urls_shown_masked(tmp_path):
+    from zdd import config, notify
+    server = config.Server(root=tmp_path, caddyfile=tmp_path / "Caddyfile", caddy_admin="localhost:2019")
+    assert notify.masked("https://hooks.slack.com/services/T0/B0/secretpart") == "https://hooks.slack.com/…"
+    assert notify.parse_events("crash,deploy") == ("crash", "deploy")
+    for url, events, fmt in [("ftp://x", None, "json"), ("https://x/$(id)\n", None, "json"),
+                             ("https://x", "deploy,explode", "json"), ("https://x", None, "teams")]:
+        with pytest.raises(InvalidInput):
+            notify.add(server, url, events, None, fmt, print)
+    said = []
+    hook = notify.add(server, "https://hooks.example.com/zdd/very-secret", "deploy", "shop", "json", said.append)
+    assert "very-secret" not in said[0] and hook.secret in said[1]
+    assert (tmp_path / notify.HOOKS_FILE).stat().st_mode & 0o777 == 0o600
+    assert hook.wants({"event": "deploy", "app": "shop"}) and not hook.wants({"event": "crash", "app": "shop"})
+    assert not hook.wants({"event": "deploy", "app": "other"})
+    notify.remove(server, hook.id, said.append)
+    assert notify.read(tmp_path) == []

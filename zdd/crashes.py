@@ -1,0 +1,113 @@
+"""Crashes seen while no deploy runs: an app container that died without being told to
+(killed by the kernel for memory, or an exit of its own) and that Docker restarted.
+
+Docker's event log says so (``oom``, ``die`` with its exit code, and ``kill`` when someone
+asked it to stop); zdd reads the part it has not read yet at each minute of the server's
+timer, at each deploy and at each `zdd status`, so no process of its own has to watch.
+The crashes go to each app's crashes.jsonl, which `zdd status` and `zdd history` show.
+"""
+
+import datetime
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+from zdd import processes, state
+
+CRASH_FILE = "crashes.jsonl"
+WATCH_DIR = "logs"                   # in zdd's root, the deploy user's: the timer runs as that user
+CURSOR_FILE = "crash-watch.json"     # up to when Docker's events were read
+LOCK = "crash-watch.lock"
+KEPT = 200                           # crash records kept per app
+FIRST_LOOK = 600
+OVERLAP = 30                         # seconds read again for context: a stop's kill before the cursor
+LOOP_COUNT, LOOP_SECONDS = 5, 300    # this many crashes of one process in this long: a crash loop
+ONE_OFF = {processes.RELEASE, processes.RUN}
+
+
+def crashes_in(events: list[dict], since: float, restarting: Callable[[str], bool]) -> list[dict]:
+    """The crashes among Docker's container events of zdd's apps (oldest first, decoded): a
+    ``die`` at or after ``since``, with no ``kill`` since the container last started, that
+    Docker restarted: a ``start`` follows, or (none yet: the restart waits out its back-off)
+    ``restarting(container_id)`` says it is at it. A container that a failed deploy removed
+    has a ``destroy`` instead, and is none."""
+    found = []
+    told_to_stop: set[str] = set()
+    out_of_memory: set[str] = set()
+    for index, event in enumerate(events):
+        action, container = event.get("Action") or event.get("status"), event.get("id")
+        attributes = (event.get("Actor") or {}).get("Attributes") or {}
+        if action == "start":
+            told_to_stop.discard(container)
+            out_of_memory.discard(container)
+        elif action == "kill":
+            told_to_stop.add(container)
+        elif action == "oom":
+            out_of_memory.add(container)
+        elif (action == "die" and container not in told_to_stop and event["time"] >= since
+              and attributes.get("zdd.app") and attributes.get("zdd.process") not in ONE_OFF | {None}):
+            after = next((e.get("Action") for e in events[index + 1:]
+                          if e.get("id") == container and e.get("Action") in ("start", "destroy")), None)
+            if after == "start" or (after is None and restarting(container)):
+                found.append(_record(event, attributes, container in out_of_memory))
+    return found
+
+
+def _record(event: dict, attributes: dict, oom: bool) -> dict:
+    at = datetime.datetime.fromtimestamp(event["time"], datetime.timezone.utc).isoformat(timespec="seconds")
+    code = int(attributes.get("exitCode") or 0)
+    return {"at": at, "app": attributes["zdd.app"], "process": attributes["zdd.process"],
+            "container": attributes.get("name"), "sha": attributes.get("zdd.sha"), "exit_code": code,
+            "oom": oom, "reason": "killed: out of memory" if oom else f"exited with code {code}"}
+
+
+def in_a_loop(crashes: list[dict], process: str, now: datetime.datetime) -> bool:
+    """Whether ``process`` crashed LOOP_COUNT times in the last LOOP_SECONDS."""
+    recent = [c for c in crashes if c["process"] == process
+              and (now - datetime.datetime.fromisoformat(c["at"])).total_seconds() <= LOOP_SECONDS]
+    return len(recent) >= LOOP_COUNT
+
+
+def read(app_dir: Path) -> list[dict]:
+    return state.read_jsonl(app_dir / CRASH_FILE)
+
+
+def collect(server, read_events, restarting) -> list[dict]:
+    """Read Docker's events since the last read, keep each new crash in its app's folder;
+    return them. ``read_events(since, until)``: the decoded container events of zdd's apps
+    (see crashes_in for ``restarting``). Whoever holds the lock reads; the others go on
+    with what is recorded."""
+    watch_dir = server.root / WATCH_DIR
+    watch_dir.mkdir(exist_ok=True)
+    with state.lock_if_free(watch_dir, LOCK) as free:
+        if not free:
+            return []
+        cursor_path = watch_dir / CURSOR_FILE
+        now = datetime.datetime.now(datetime.timezone.utc).timestamp()
+        since = _cursor(cursor_path, now)
+        found = crashes_in(read_events(since - OVERLAP, now), since, restarting)
+        for crash in found:
+            _keep(server.app_dir(crash["app"]), crash)
+        state.write_json_atomic(cursor_path, {"until": now})
+        return found
+
+
+def _cursor(path: Path, now: float) -> float:
+    """Up to when the events were read; never before (a new or upgraded server): the last
+    FIRST_LOOK seconds."""
+    try:
+        return float(state.read_json(path)["until"])
+    except (TypeError, KeyError, ValueError):
+        return now - FIRST_LOOK
+
+
+def _keep(app_dir: Path, crash: dict) -> None:
+    if not app_dir.is_dir():
+        return  # destroyed meanwhile
+    state.append_jsonl(app_dir / CRASH_FILE, crash)
+    kept = read(app_dir)
+    if len(kept) > KEPT:
+        staged = app_dir / f".{CRASH_FILE}.tmp"
+        staged.write_text("".join(json.dumps(entry) + "\n" for entry in kept[-KEPT:]))
+        os.replace(staged, app_dir / CRASH_FILE)
