@@ -55,6 +55,7 @@ def test_authorized_keys_keep_foreign_lines_and_refuse_duplicates():
     ("zdd db create shop redis", Zdd(["db", "create", "shop", "redis"])),
     ("zdd backup shop --check", Zdd(["backup", "shop", "--check"])),
     ("zdd backups shop --json", Zdd(["backups", "shop", "--json"])),
+    ("zdd limits shop", Zdd(["limits", "shop"])),
 ])
 def test_what_an_app_key_may_run(command, decision):
     assert decide(ALICE, command, ROOT, APPS) == decision
@@ -92,6 +93,8 @@ def test_what_an_app_key_may_run(command, decision):
     ("zdd db list blog", "not allowed to use blog"),
     ("zdd db list", "needs one of this key's apps after the action"),
     ("zdd backup blog", "not allowed to use blog"),
+    ("zdd limits shop web=none", "setting them is for admin keys"),
+    ("zdd notify add https://example.com/hook", "for admin keys"),
     ("/usr/bin/zdd status shop", "'/usr/bin/zdd' is not allowed"),
 ])
 def test_everything_else_is_refused(command, message):
@@ -102,6 +105,8 @@ def test_everything_else_is_refused(command, message):
 def test_an_admin_key_runs_server_commands_for_every_app():
     assert decide(ADMIN, "zdd keys list", ROOT, APPS) == Zdd(["keys", "list"])
     assert decide(ADMIN, "zdd apps --json", ROOT, APPS) == Zdd(["apps", "--json"])
+    assert decide(ADMIN, "zdd limits blog web=512m", ROOT, APPS) == Zdd(["limits", "blog", "web=512m"])
+    assert decide(ADMIN, "zdd notify", ROOT, APPS) == Zdd(["notify"])
     assert decide(ADMIN, "git-receive-pack 'blog.git'", ROOT, APPS) == Git("receive-pack", "/srv/zdd/blog.git")
 
 
