@@ -1,6 +1,7 @@
 """The zdd command: a thin layer that calls the library and turns its errors into one line."""
 
 import argparse
+import datetime
 import json
 import os
 import sys
@@ -52,7 +53,7 @@ def cmd_rollback(server, args) -> int:
 
 
 def cmd_status(server, args) -> int:
-    from zdd import backups, ops
+    from zdd import backups, jobs, ops
     app, runtime = _app(server, args)
     live = ops.checked_live(app, runtime, lambda line: print(line, file=sys.stderr))
     table = ops.process_table(app, runtime, live)
@@ -70,7 +71,8 @@ def cmd_status(server, args) -> int:
     else:
         print(f"{args.app}: nothing deployed yet")
     if not args.json:
-        for line in backups.status_lines(app) + ops.disk_warnings(server, runtime.client):
+        notes = jobs.status_lines(app, live) + backups.status_lines(app) + ops.disk_warnings(server, runtime.client)
+        for line in notes:
             print(line)
     return 0
 
@@ -222,6 +224,39 @@ def cmd_limits(server, args) -> int:
     return 0
 
 
+def cmd_cron(server, args) -> int:
+    from zdd import cron, jobs, oneoff
+    app, runtime = _app(server, args)
+    if args.action == "run":
+        if len(args.job) != 1:
+            raise InvalidInput(f"zdd cron {args.app} run JOB: name one job (`zdd cron {args.app}` lists them)")
+        record = jobs.run(app, runtime.client, args.job[0], emit, scheduled=args.scheduled)
+        if record["outcome"] != "ok":
+            emit(f"cron job {args.job[0]}: {record['outcome']}" + (f" (exit code {record['exit_code']})"
+                                                                    if record["exit_code"] is not None else ""))
+        return 0 if record["outcome"] == "ok" else 1
+    live, declared = jobs.live_jobs(app)
+    last = {record["job"]: record for record in jobs.runs(app)}
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for job in declared:
+        upcoming = cron.next_run(job.schedule, now)
+        print(f"{job.name:<20} {job.schedule:<16} next {upcoming.isoformat() if upcoming else 'never'}  "
+              f"({oneoff.shown(job.command)})")
+        record = last.get(job.name)
+        if record is None:
+            print("    not run yet")
+            continue
+        took = f", took {record['took']}s" if record["took"] is not None else ""
+        print(f"    last run {record['finished_at']}: {record['outcome']}"
+              f"{'' if record['exit_code'] is None else ', exit code ' + str(record['exit_code'])}{took}"
+              f"{': ' + record['reason'] if record['reason'] else ''}")
+        for line in record["output"][-5:]:
+            print(f"      | {line}")
+    if not declared:
+        print(f"{args.app}: no cron jobs" + (" in the live version's zdd.toml ([cron])" if live else " (nothing live)"))
+    return 0
+
+
 def cmd_storage(server, args) -> int:
     from zdd import ops
     if args.action in ("add", "remove") and len(args.items) != 1:
@@ -341,9 +376,11 @@ def cmd_backup_target(server, args) -> int:
 
 
 def cmd_backup_due(server, args) -> int:
-    from zdd import backups, ops
+    from zdd import backups, jobs, ops
     runtime = runtimes.runtime_for(server)
     stamped = lambda line: emit(f"{state.now_iso()} {line}")  # noqa: E731 (the schedule's log)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    jobs.start_due(server, lambda name: apps.load(server, name), now, stamped)
     for crash in ops.collect_crashes(server, runtime):
         stamped(f"{crash['app']}: {crash['process']} ({crash['container']}) crashed: {crash['reason']}")
     failed = backups.run_due(server, runtime.client, lambda name: apps.load(server, name), stamped)
@@ -463,6 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
     limit = command("limits", cmd_limits, "cap each process's memory and CPU: web=512m worker=256m,0.5cpu "
                                           "(kept across deploys; web=none takes it off)")
     limit.add_argument("limits", nargs="*", metavar="PROCESS=LIMIT", help="e.g. web=512m or worker=256m,0.5cpu")
+    jobs_parser = command("cron", cmd_cron, "the live version's scheduled jobs ([cron] in zdd.toml): list them "
+                                            "with their last run, or run one now")
+    jobs_parser.add_argument("action", nargs="?", choices=["list", "run"], default="list")
+    jobs_parser.add_argument("job", nargs="*", metavar="JOB")
+    jobs_parser.add_argument("--scheduled", action="store_true", help=argparse.SUPPRESS)  # started by the timer
     mounts = command("storage", cmd_storage, "storage that survives deploys: add NAME:/path, list, remove NAME")
     mounts.add_argument("action", choices=["add", "list", "remove"])
     mounts.add_argument("items", nargs="*", metavar="NAME:/path | FOLDER:/path | NAME")

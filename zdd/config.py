@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 
 from zdd import appenv, limits, names
+from zdd import cron as cron_jobs
 from zdd import processes as process_model
 from zdd.errors import ConfigError, InvalidInput
 
@@ -197,6 +198,7 @@ class RepoConfig:
     worker_check_seconds: float = 5.0
     processes: tuple[process_model.Process, ...] = (process_model.Process(process_model.WEB),)
     build: BuildConfig = BuildConfig()
+    cron: tuple[cron_jobs.Job, ...] = ()    # [cron]: jobs the timer runs from the live image
 
     def process(self, name: str) -> process_model.Process | None:
         return next((p for p in self.processes if p.name == name), None)
@@ -253,6 +255,8 @@ def _check_repo_value(key: str, value):
             return process_model.parse(value)
         if key == "build":
             return parse_build(value)
+        if key == "cron":
+            return cron_jobs.parse(value)
         low, high = _NUMBER_LIMITS[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
             raise InvalidInput("")

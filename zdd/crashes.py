@@ -8,8 +8,6 @@ The crashes go to each app's crashes.jsonl, which `zdd status` and `zdd history`
 """
 
 import datetime
-import json
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -105,9 +103,4 @@ def _cursor(path: Path, now: float) -> float:
 def _keep(app_dir: Path, crash: dict) -> None:
     if not app_dir.is_dir():
         return  # destroyed meanwhile
-    state.append_jsonl(app_dir / CRASH_FILE, crash)
-    kept = read(app_dir)
-    if len(kept) > KEPT:
-        staged = app_dir / f".{CRASH_FILE}.tmp"
-        staged.write_text("".join(json.dumps(entry) + "\n" for entry in kept[-KEPT:]))
-        os.replace(staged, app_dir / CRASH_FILE)
+    state.keep_last_jsonl(app_dir / CRASH_FILE, crash, KEPT)

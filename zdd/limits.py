@@ -96,7 +96,8 @@ def read(app_dir: Path) -> dict[str, Limit]:
 def write(app_dir: Path, changes: dict[str, Limit]) -> dict[str, Limit]:
     merged = {**read(app_dir), **changes}
     merged = {name: limit for name, limit in merged.items() if limit != NO_LIMIT}
-    write_json_atomic(app_dir / LIMITS_FILE, {name: dataclasses.asdict(limit) for name, limit in sorted(merged.items())})
+    data = {name: dataclasses.asdict(limit) for name, limit in sorted(merged.items())}
+    write_json_atomic(app_dir / LIMITS_FILE, data)
     return merged
 
 

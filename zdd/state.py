@@ -99,6 +99,18 @@ def append_jsonl(path: Path, entry: dict) -> None:
         os.fsync(handle.fileno())
 
 
+def keep_last_jsonl(path: Path, entry: dict, kept: int) -> None:
+    """Append ``entry`` to a log of JSON lines that keeps its last ``kept`` entries (rewritten
+    atomically when it grows past them)."""
+    append_jsonl(path, entry)
+    entries = read_jsonl(path)
+    if len(entries) > kept:
+        staged = path.with_name(f".{path.name}.tmp")
+        staged.write_text("".join(json.dumps(e) + "\n" for e in entries[-kept:]))
+        own_like_parent(staged)
+        os.replace(staged, path)
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """Every whole line of such a log (a line cut short by a crash is skipped)."""
     try:

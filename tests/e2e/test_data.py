@@ -300,3 +300,50 @@ def test_a_corrupted_backup_is_reported_by_its_check(server, ledger):
     expect(checked.stderr, f"backup {taken} of {app} does not restore")
     assert checked.stderr.count("\n") == 1
     assert get_json(f"{site}/rows") == ["a", "b", "c"], "the live app is untouched"
+
+
+TICK = """import os, psycopg2
+with psycopg2.connect(os.environ["DATABASE_URL"]) as db, db.cursor() as cursor:
+    cursor.execute("INSERT INTO rows (body) VALUES ('tick')")
+print("ticked")
+"""
+JOBS = """
+[cron]
+tick = { schedule = "* * * * *", command = "python3 tick.py" }
+slow = { schedule = "0 4 1 1 *", command = "sleep 30", timeout = 4 }
+fails = { schedule = "0 4 1 1 *", command = "python3 -c 'import sys; print(\\"no luck\\"); sys.exit(3)'" }
+"""
+
+
+def test_cron_jobs_run_from_the_live_image_by_the_timer_never_twice_at_once_and_failures_show(server, ledger):
+    app, site, repo = ledger
+    bad = (LEDGER / "zdd.toml").read_text() + JOBS.replace("* * * * *", "* 24 * * *")
+    repo.write("zdd.toml", bad)
+    repo.commit("bad schedule")
+    refused = repo.push("main")
+    expect(refused.stderr, "cron.tick.schedule: the hour '24' is outside 0-23")
+    assert get_json(f"{site}/rows") == ["a", "b", "c"], "the live version is untouched"
+
+    repo.write("zdd.toml", (LEDGER / "zdd.toml").read_text() + JOBS)
+    repo.write("tick.py", TICK)
+    repo.commit("jobs")
+    pushed_live(repo.push("main"))
+    timer = server.zdd("backup-due")  # what the server's timer runs each minute
+    assert f"{app}: started cron job tick" in timer.stdout, timer.stdout + timer.stderr
+    assert wait_for(lambda: "tick" in get_json(f"{site}/rows"), timeout=60, interval=1), get_json(f"{site}/rows")
+
+    slow = subprocess.Popen([str(server.root / "bin" / "zdd"), "cron", app, "run", "slow"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: run(["docker", "ps", "-q", "--filter", "label=zdd.cron=slow"]).stdout.strip(), 30)
+    again = server.zdd("cron", app, "run", "slow")
+    assert again.returncode == 1 and "skipped: the previous run is still going" in again.stdout, again
+    assert slow.wait(timeout=60) == 1, slow.communicate()
+    failed = server.zdd("cron", app, "run", "fails")
+    assert failed.returncode == 1 and "no luck" in failed.stdout, failed.stdout + failed.stderr
+
+    listed = server.zdd("cron", app).stdout
+    expect(listed, "tick", "* * * * *", "last run", "ok, exit code 0", "| ticked", "slow", "timed out",
+           "fails", "failed, exit code 3", "| no luck")
+    status = server.zdd("status", app).stdout
+    expect(status, "cron job slow TIMED OUT", "cron job fails FAILED", "(exit code 3)")
+    assert "cron job tick" not in status

@@ -65,7 +65,7 @@ def test_a_chatty_app_keeps_only_its_capped_log_and_zdd_logs_shows_the_newest(se
 MB = 1024 ** 2
 LEAKY_WORKER = """worker_check_seconds = 0.5
 watch_seconds = 0.5
-[processes.worker]
+[processes.worker]  # up for a second, then 64 MB at once
 command = "/bin/busybox sh -c 'echo working; /bin/busybox sleep 1; exec /bin/busybox dd if=/dev/zero of=/dev/null bs=64M count=1'"
 healthcheck = false
 """
@@ -115,7 +115,8 @@ def add_webhook(server, url: str, *options: str) -> tuple[str, str]:
     added = server.zdd("notify", "add", url, *options)
     assert added.returncode == 0, added.stderr
     assert "/hook-path-secret" not in added.stdout, "the URL's path is never shown"
-    return re.search(r"added webhook (\w+)", added.stdout).group(1), re.search(r"shown once: (\w+)", added.stdout).group(1)
+    hook, secret = re.search(r"added webhook (\w+)", added.stdout), re.search(r"shown once: (\w+)", added.stdout)
+    return hook.group(1), secret.group(1)
 
 
 def test_a_process_past_its_memory_limit_is_killed_restarted_and_reported_while_web_serves(server, new_app,

@@ -4,6 +4,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import re
 
 import pytest
 
@@ -99,3 +100,34 @@ def test_webhook_urls_events_and_formats_are_checked_and_urls_shown_masked(tmp_p
     assert not hook.wants({"event": "deploy", "app": "other"})
     notify.remove(server, hook.id, said.append)
     assert notify.read(tmp_path) == []
+
+
+def test_cron_schedules_match_their_minutes_and_say_what_is_wrong():
+    from zdd import config, cron
+    from zdd.errors import ConfigError
+    monday = datetime.datetime(2026, 12, 7, 11, 3, tzinfo=datetime.timezone.utc)
+    assert cron.next_run("*/15 * * * *", monday).isoformat() == "2026-12-07T11:15:00+00:00"
+    assert cron.next_run("0 0 1 * 1", monday).isoformat() == "2026-12-14T00:00:00+00:00", "day OR weekday, as cron"
+    assert cron.next_run("5 4 * * 7", monday).isoformat() == "2026-12-13T04:05:00+00:00", "7 is Sunday too"
+    assert cron.next_run("30 2 31 2 *", monday) is None
+    job = cron.Job("tick", "*/5 8-10 * * 1-5", ("true",))
+    assert cron.due(job, monday.replace(hour=9, minute=10, second=42), None)
+    assert not cron.due(job, monday.replace(hour=9, minute=10), monday.replace(hour=9, minute=10).isoformat())
+    assert not cron.due(job, monday.replace(hour=11, minute=10), None)
+    for table, said in [({"r": {"schedule": "0 3 * *", "command": "x"}}, "cron.r.schedule '0 3 * *' needs five"),
+                        ({"r": {"schedule": "61 * * * *", "command": "x"}}, "the minute '61' is outside 0-59"),
+                        ({"r": {"schedule": "*/0 * * * *", "command": "x"}}, "outside"),
+                        ({"r": {"schedule": "a * * * *", "command": "x"}}, "is not a number, range, step or *"),
+                        ({"r": {"schedule": "* * * * *"}}, "cron.r.command must be a command"),
+                        ({"r": {"schedule": "* * * * *", "command": "x", "timeout": 0}}, "cron.r.timeout"),
+                        ({"R": {"schedule": "* * * * *", "command": "x"}}, "cron job name 'R'")]:
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            config.parse_repo_config(config_text(table))
+
+
+def config_text(table: dict) -> str:
+    lines = ["[cron]"]
+    for name, job in table.items():
+        fields = ", ".join(f"{key} = {json.dumps(value)}" for key, value in job.items())
+        lines.append(f"{name} = {{ {fields} }}")
+    return "\n".join(lines) + "\n"
