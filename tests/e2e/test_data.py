@@ -319,14 +319,14 @@ def test_cron_jobs_run_from_the_live_image_by_the_timer_never_twice_at_once_and_
     app, site, repo = ledger
     bad = (LEDGER / "zdd.toml").read_text() + JOBS.replace("* * * * *", "* 24 * * *")
     repo.write("zdd.toml", bad)
-    repo.commit("bad schedule")
+    commit(repo, "bad schedule")
     refused = repo.push("main")
     expect(refused.stderr, "cron.tick.schedule: the hour '24' is outside 0-23")
     assert get_json(f"{site}/rows") == ["a", "b", "c"], "the live version is untouched"
 
     repo.write("zdd.toml", (LEDGER / "zdd.toml").read_text() + JOBS)
     repo.write("tick.py", TICK)
-    repo.commit("jobs")
+    commit(repo, "jobs")
     pushed_live(repo.push("main"))
     timer = server.zdd("backup-due")  # what the server's timer runs each minute
     assert f"{app}: started cron job tick" in timer.stdout, timer.stdout + timer.stderr
