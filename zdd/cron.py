@@ -52,10 +52,7 @@ def _job(name: str, value) -> Job:
                           "starting with a letter (at most 20)")
     if not isinstance(value, dict):
         raise ConfigError(f"zdd.toml: cron.{name} must be {{ schedule = \"...\", command = \"...\" }}")
-    unknown = set(value) - JOB_KEYS
-    if unknown:
-        raise ConfigError(f"zdd.toml: cron.{name} has unknown key {sorted(unknown)[0]!r} "
-                          f"(known: {', '.join(sorted(JOB_KEYS))})")
+    processes.refuse_unknown_keys(value, JOB_KEYS, f"cron.{name}")
     schedule = value.get("schedule")
     if not isinstance(schedule, str):
         raise ConfigError(f"zdd.toml: cron.{name}.schedule is missing: five fields, e.g. \"0 3 * * *\"")

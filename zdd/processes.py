@@ -81,6 +81,12 @@ def check_name(name) -> str:
     return name
 
 
+def refuse_unknown_keys(table: dict, known: set[str], what: str) -> None:
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"zdd.toml: {what}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
+
+
 def parse(table) -> tuple[Process, ...]:
     """The ``[processes]`` table of zdd.toml; ``web`` is always there (default: the image's CMD)."""
     if table is None:
@@ -102,10 +108,7 @@ def _parse_one(name: str, value) -> Process:
         return Process(name, split_command(value, f"processes.{name}"))
     if not isinstance(value, dict):
         raise ConfigError(f"zdd.toml: processes.{name} must be a command string or a table with 'command'")
-    unknown = set(value) - PROCESS_KEYS
-    if unknown:
-        raise ConfigError(f"zdd.toml: processes.{name}: unknown key {sorted(unknown)[0]!r} "
-                          f"(known: {', '.join(sorted(PROCESS_KEYS))})")
+    refuse_unknown_keys(value, PROCESS_KEYS, f"processes.{name}")
     for flag in ("overlap", "healthcheck"):
         if not isinstance(value.get(flag, True), bool):
             raise ConfigError(f"zdd.toml: processes.{name}.{flag} must be true or false")
