@@ -20,6 +20,7 @@ ADMIN_ADDRESS = re.compile(r"[a-z0-9.-]+:[0-9]{1,5}")
 UNSAFE_IN_CADDYFILE = re.compile(r"[\s{}\"'`#\\]")
 ROUTE_FILE = re.compile(r"([0-9]{1,5})-([0-9]{1,5})")
 SERVICE_ROUTE_FILE = re.compile(r"([a-z0-9][a-z0-9-]*)-([0-9]{1,5})")  # swarm: APP-PORT (matches the above too)
+MAINTENANCE_FILE = "maintenance.html"
 LEGACY_FLAG = "blue"  # zdd before route files: traffic went to blue while this file existed
 TLS_ISSUERS = ("acme", "internal")
 
@@ -206,6 +207,26 @@ def _name_route(route_dir: Path, wanted: str) -> None:
         for extra in current[1:]:
             (route_dir / extra).unlink(missing_ok=True)
     (route_dir / LEGACY_FLAG).unlink(missing_ok=True)
+
+
+def set_maintenance(route_dir: Path, page: bytes | None) -> None:
+    """Caddy answers every request of the app with this page and a 503 while it is in the
+    app's route folder (it looks on each request: no reload); None removes it."""
+    path = route_dir / MAINTENANCE_FILE
+    if page is None:
+        path.unlink(missing_ok=True)
+        return
+    staged = route_dir / f".{MAINTENANCE_FILE}.tmp"
+    staged.write_bytes(page)
+    staged.chmod(0o644)
+    os.replace(staged, path)
+
+
+def maintenance_since(route_dir: Path) -> float | None:
+    try:
+        return (route_dir / MAINTENANCE_FILE).stat().st_mtime
+    except FileNotFoundError:
+        return None
 
 
 def routed_slot(route_dir: Path, ports: dict[str, int]) -> str | None:

@@ -71,7 +71,8 @@ def cmd_status(server, args) -> int:
     else:
         print(f"{args.app}: nothing deployed yet")
     if not args.json:
-        notes = jobs.status_lines(app, live) + backups.status_lines(app) + ops.disk_warnings(server, runtime.client)
+        notes = ops.maintenance_lines(app) + jobs.status_lines(app, live) + backups.status_lines(app)
+        notes += ops.disk_warnings(server, runtime.client)
         for line in notes:
             print(line)
     return 0
@@ -255,6 +256,21 @@ def cmd_cron(server, args) -> int:
     if not declared:
         print(f"{args.app}: no cron jobs" + (" in the live version's zdd.toml ([cron])" if live else " (nothing live)"))
     return 0
+
+
+def cmd_maintenance(server, args) -> int:
+    from zdd import caddy, ops, routing
+    app, runtime = _app(server, args)
+    if args.state is None:
+        since = caddy.maintenance_since(routing.route_dir(server, app.name))
+        print(f"{app.name}: maintenance " + (f"on since {_iso(since)}" if since else "off"))
+        return 0
+    ops.maintenance(app, runtime, args.state == "on", args.message, emit)
+    return 0
+
+
+def _iso(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def cmd_storage(server, args) -> int:
@@ -505,6 +521,10 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_parser.add_argument("action", nargs="?", choices=["list", "run"], default="list")
     jobs_parser.add_argument("job", nargs="*", metavar="JOB")
     jobs_parser.add_argument("--scheduled", action="store_true", help=argparse.SUPPRESS)  # started by the timer
+    pause = command("maintenance", cmd_maintenance, "answer every request of the app with a 503 page (the "
+                                                    "repository's maintenance.html, or zdd's), or stop; no state: show it")
+    pause.add_argument("state", nargs="?", choices=["on", "off"])
+    pause.add_argument("--message", help="on: the text of zdd's page")
     mounts = command("storage", cmd_storage, "storage that survives deploys: add NAME:/path, list, remove NAME")
     mounts.add_argument("action", choices=["add", "list", "remove"])
     mounts.add_argument("items", nargs="*", metavar="NAME:/path | FOLDER:/path | NAME")

@@ -3,13 +3,14 @@ Each takes the app (zdd.app.App) and the server's runtime, and never asks which 
 
 import contextlib
 import datetime
+import html
 import shutil
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 from zdd import app as apps
-from zdd import crashes, deploy, engine, limits, notify, processes, retention, services, state, storage
+from zdd import caddy, crashes, deploy, engine, limits, notify, processes, retention, routing, services, state, storage
 from zdd.errors import InvalidInput, ZddError
 
 Emit = Callable[[str], None]
@@ -137,6 +138,55 @@ def set_limits(app, runtime, changes: dict, emit: Emit) -> dict:
         else:
             runtime.apply_limits(app, live, {name: effective.of(name) for name in changes}, emit)
     return merged
+
+
+MAX_PAGE = 1024 * 1024
+DEFAULT_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{app}: down for maintenance</title>
+<style>body{{font-family:sans-serif;max-width:36em;margin:4em auto;padding:0 1em;color:#333}}</style></head>
+<body><h1>Down for maintenance</h1><p>{message}</p></body></html>
+"""
+
+
+def maintenance(app, runtime, on: bool, message: str | None, emit: Emit) -> None:
+    """Caddy answers the app's every request with a 503 page (or stops), at once and with no
+    reload (see caddy.set_maintenance); deploys and health checks go on as usual."""
+    if message is not None and not on:
+        raise InvalidInput("--message goes with `on`: zdd maintenance APP on --message TEXT")
+    runtime.refresh_routes(emit)  # a Caddyfile from before maintenance pages learns them (one reload)
+    route_dir = routing.route_dir(app.server, app.name)
+    if not on:
+        was_on = caddy.maintenance_since(route_dir) is not None
+        caddy.set_maintenance(route_dir, None)
+        emit(f"{app.name}: maintenance off, the app serves" if was_on else f"{app.name}: maintenance was off")
+        return
+    page, source = maintenance_page(app, message)
+    caddy.set_maintenance(route_dir, page)
+    emit(f"{app.name}: maintenance on: every request gets {source} with 503 and Retry-After: 120, "
+         f"until `zdd maintenance {app.name} off`")
+
+
+def maintenance_lines(app) -> list[str]:
+    since = caddy.maintenance_since(routing.route_dir(app.server, app.name))
+    if since is None:
+        return []
+    at = datetime.datetime.fromtimestamp(since, datetime.timezone.utc).isoformat(timespec="seconds")
+    return [f"  MAINTENANCE ON since {at}: every request gets the 503 page (`zdd maintenance {app.name} off`)"]
+
+
+def maintenance_page(app, message: str | None) -> tuple[bytes, str]:
+    """The live version's maintenance.html, else zdd's page with ``message``."""
+    live = app.live()
+    if live and message is None:
+        from zdd import gitrepo
+        custom = gitrepo.read_file(app.repo(), live["sha"], "maintenance.html")
+        if custom is not None and len(custom) <= MAX_PAGE:
+            return custom, "the repository's maintenance.html"
+    text = message or "This site is down for maintenance. Please try again in a few minutes."
+    if len(text) > 1000 or "\0" in text:
+        raise InvalidInput("the maintenance message must be at most 1000 characters of text")
+    page = DEFAULT_PAGE.format(app=html.escape(app.name), message=html.escape(text))
+    return page.encode(), "zdd's page"
 
 
 def add_storage(app, runtime, spec: str, emit: Emit) -> storage.Mount:

@@ -17,7 +17,7 @@ from zdd.errors import InvalidInput
 from zdd.processes import SHELL_SYNTAX, unquoted
 
 APP_COMMANDS = {"status", "history", "rollback", "deploy", "restart", "env", "logs", "scale", "storage", "run",
-                "db", "backup", "backups", "limits", "cron"}
+                "db", "backup", "backups", "limits", "cron", "maintenance"}
 ADMIN_COMMANDS = {"keys", "render", "destroy", "restore", "backup-target", "notify"}
 GIT_SERVICES = {"git-receive-pack": "receive-pack", "git-upload-pack": "upload-pack"}
 REPO = re.compile(r"(?P<app>[a-z][a-z0-9-]{0,31})\.git/?")

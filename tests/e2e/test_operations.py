@@ -1,11 +1,15 @@
 """Living with a server: several apps, env, concurrent pushes, killed deploys, retention."""
 
 import subprocess
+import threading
 import time
+import urllib.error
+import urllib.request
+from collections import Counter
 
 import pytest
 
-from conftest import AppRepo, app_dockerfile, expect, http_get, run, wait_for
+from conftest import AppRepo, app_dockerfile, expect, http_get, pushed_live, run, wait_for
 from loadclient import KeepAliveClient
 
 pytestmark = pytest.mark.e2e
@@ -195,3 +199,65 @@ def test_a_push_during_a_rollback_waits_for_it_then_deploys(server, new_app):
     expect(push.stderr, "another deploy of this app is running", f"is live at {site}: {v3[:12]}")
     assert http_get(site) == (200, "v3")
     assert [e["outcome"] for e in server.history(app)][-2:] == ["live", "live"]
+
+
+class Requests(threading.Thread):
+    """GETs in a loop until stopped, each on a new connection: what each got (status, body)."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url, self.seen, self.halt = url, Counter(), threading.Event()
+
+    def run(self):
+        while not self.halt.is_set():
+            status, body = http_get(self.url)
+            self.seen[(status, body.strip()[:60] if status != 503 else "maintenance page")] += 1
+            time.sleep(0.02)
+
+    def stop(self) -> Counter:
+        self.halt.set()
+        self.join(timeout=10)
+        return self.seen
+
+
+def test_maintenance_answers_503_at_once_without_a_reload_while_deploys_go_on(server, new_app, tmp_path):
+    app, site, repo = new_app
+    other_site = server.add_app("bystander")
+    other = AppRepo(tmp_path / "other", server.repo("bystander"))
+    other.commit("other")
+    pushed_live(other.push("main"))
+    repo.commit("v1")
+    pushed_live(repo.push("main"))
+    load, bystander = Requests(site), Requests(other_site)
+    load.start()
+    bystander.start()
+
+    on = server.zdd("maintenance", app, "on", "--message", "Back at <b>14:00</b>")
+    assert on.returncode == 0, on.stderr
+    expect(on.stdout, "maintenance on", "zdd's page", "503")
+    assert "reload" not in on.stdout.lower(), on.stdout
+    request = urllib.request.Request(site + "/anything?x=1")
+    with pytest.raises(urllib.error.HTTPError) as answered:
+        urllib.request.urlopen(request, timeout=5)
+    page = answered.value.read().decode()
+    assert answered.value.code == 503 and answered.value.headers["Retry-After"] == "120"
+    assert "Back at &lt;b&gt;14:00&lt;/b&gt;" in page, page
+    expect(server.zdd("status", app).stdout, "MAINTENANCE ON since")
+
+    repo.write("maintenance.html", "<p>our own page</p>\n")
+    repo.commit("v2")
+    pushed_live(repo.push("main"))  # deploys (and their health checks) go on behind the page
+    assert http_get(site)[0] == 503
+    custom = server.zdd("maintenance", app, "on")
+    assert "the repository's maintenance.html" in custom.stdout, custom.stdout
+    assert http_get(site) == (503, "<p>our own page</p>\n")
+    off = server.zdd("maintenance", app, "off")
+    assert "maintenance off, the app serves" in off.stdout, off.stdout
+    assert http_get(site) == (200, "v2")
+    seen, untouched = load.stop(), bystander.stop()
+
+    assert set(seen) <= {(200, "v1"), (200, "v2"), (503, "maintenance page")}, seen
+    assert seen[(503, "maintenance page")] > 5 and seen[(200, "v1")] > 5, seen
+    assert set(untouched) == {(200, "other")}, untouched
+    refused = server.zdd("maintenance", app, "off", "--message", "x")
+    assert refused.returncode == 1 and "--message goes with `on`" in refused.stderr

@@ -134,6 +134,14 @@ def test_route_files_and_host_links_move_traffic_without_reload(which, tmp_path,
         for domain, answer in [("b.test", 200), ("a.test", 404), ("nobody.test", 404), ("../https/b.test", 404),
                                ("*", 404), ("", 404)]:
             assert get(http_port, "127.0.0.1", f"/zdd-ask?domain={domain}")[0] == answer, domain
+
+        caddy.set_maintenance(web, b"<p>back soon</p>\n")  # `zdd maintenance`: that app only, no reload
+        assert http_get(f"{own_site}/any/path?q=1") == (503, "<p>back soon</p>\n")
+        assert get(https_port, "b.test", "/x", tls=True)[:2] == (503, "<p>back soon</p>\n")
+        assert get(http_port, "a.test")[:2] == (200, "other")
+        caddy.set_maintenance(web, None)
+        assert http_get(own_site) == (200, "blue")
+
         caddy.unlink_host(Path(shared.hosts_dir), "http", "a.test")
         assert get(http_port, "a.test")[0] == 404
         assert caddy.host_links(Path(shared.hosts_dir)) == {("https", "b.test"): web}
