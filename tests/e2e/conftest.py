@@ -97,6 +97,11 @@ class Server:
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
+    def timer_log(self) -> str:
+        """What the minute timer that install.sh set up (cron here) has logged."""
+        log = self.root / "logs" / "backup-due.log"
+        return log.read_text() if log.exists() else ""
+
     def history(self, app: str) -> list[dict]:
         result = self.zdd("history", app, "--json")
         assert result.returncode == 0, result.stderr

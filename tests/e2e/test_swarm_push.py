@@ -21,6 +21,11 @@ healthcheck = false
 """
 
 
+CRON_TOML = """[cron]
+hello = { schedule = "* * * * *", command = "/bin/busybox sh -c 'echo hello $GREETING'" }
+"""
+
+
 REGISTRY_CONFIG = Path("/etc/docker/registry/config.yml")
 REGISTRY_DATA = Path("/var/lib/docker-registry/docker")  # Debian's rootdirectory, below it what was pushed
 REGISTRY_LOG = Path("/var/log/docker-registry.log")  # written by the package's init script (no systemd here)
@@ -155,7 +160,7 @@ def test_every_command_works_in_swarm_mode(lab, swarm_server, tmp_path):
     assert server.install(app, "--domain", f"http://{host}", "--swarm", "--registry", lab.registry).returncode == 0
     repo = AppRepo(tmp_path / "work", server.repo(app), health_interval="1s")
     serve = "echo started $GREETING as $ZDD_REPLICA on $ZDD_NODE; exec /bin/busybox httpd -f -p 8000 -h /www"
-    repo.write("zdd.toml", WORKER_TOML)
+    repo.write("zdd.toml", WORKER_TOML + CRON_TOML)
     t1 = repo.commit("t1", dockerfile=app_dockerfile(cmd=serve, health_interval="1s"))
     assert "is live at" in repo.push("main").stderr
     assert served(lab, server, host) == (200, "t1")
@@ -184,6 +189,13 @@ def test_every_command_works_in_swarm_mode(lab, swarm_server, tmp_path):
         server.zdd("logs", app).stdout
     ran = server.zdd("run", app, "--", "/bin/busybox", "sh", "-c", "echo ran $GREETING")
     assert (ran.returncode, ran.stdout.strip()) == (0, "ran hello{{.Node.ID}}"), ran.stderr
+    timer = server.zdd("backup-due")  # the manager's minute timer (unless cron's ran it this minute already)
+    assert f"{app}: started cron job hello" in timer.stdout + server.timer_log(), timer.stdout + timer.stderr
+    assert wait_for(lambda: "| hello" in server.zdd("cron", app).stdout, timeout=30), server.zdd("cron", app).stdout
+    assert server.zdd("maintenance", app, "on").returncode == 0
+    assert served(lab, server, host)[0] == 503, "Caddy's container serves the page"
+    assert server.zdd("maintenance", app, "off").returncode == 0
+    assert served(lab, server, host) == (200, "t1")
     apps = server.zdd("apps")
     assert "1/1 running" in apps.stdout, apps.stdout
     assert server.zdd("scale", app, "web=2").returncode == 0
