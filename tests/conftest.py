@@ -9,11 +9,12 @@ LONGEST_FIRST = (
     "e2e/test_swarm_nodes.py",
     "e2e/test_faults.py",
     "integration/test_swarm_runtime.py",
-    "e2e/test_swarm_data.py",
+    "e2e/test_guardrails.py",
     "e2e/test_operations.py",
+    "e2e/test_swarm_data.py",
+    "e2e/test_ssh.py",
     "e2e/test_host_routing.py",
     "e2e/test_processes.py",
-    "e2e/test_ssh.py",
 )
 
 
