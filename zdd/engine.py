@@ -66,11 +66,16 @@ def limit_options(limit) -> dict:
     return options
 
 
-def update_limit(container, limit) -> None:
-    """Change a running container's limits in place (setting or changing one, not removing it)."""
+def update_limit(container, limit) -> str | None:
+    """Change a running container's limits in place (setting or changing one, not removing
+    it); what Docker said if it would not (say, memory below what the container uses)."""
     options = limit_options(limit)
-    if options:
-        container.update(**options)
+    try:
+        if options:
+            container.update(**options)
+    except docker.errors.APIError as error:
+        return str(error.explanation or error)
+    return None
 
 
 def app_events(client, since: float, until: float) -> list[dict]:

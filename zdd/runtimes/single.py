@@ -66,9 +66,11 @@ class SingleServer(RuntimeBase):
                     emit(f"{name}: its running containers keep their old limit until the next deploy or "
                          f"`zdd restart {app.name}`")
                 continue
-            for container in running:
-                engine.update_limit(container, limit)
-            if running:
+            refused = [error for error in (engine.update_limit(c, limit) for c in running) if error]
+            if refused:
+                emit(f"{name}: Docker would not change it now ({refused[0]}): it applies at the next deploy "
+                     f"or `zdd restart {app.name}`")
+            elif running:
                 emit(f"{name}: applied now to {len(running)} running container(s)")
 
     def _scale_process(self, app, live: dict, process, count: int, repo_config, emit: Emit) -> None:
