@@ -181,7 +181,7 @@ def test_a_failed_deploy_is_told_and_a_receiver_that_hangs_or_refuses_holds_up_n
     try:
         v1 = repo.commit("v1")
         pushed_live(repo.push("main"))
-        assert wait_for(lambda: len(hung.got) == 1, timeout=30), "the hanging receiver got the POST"
+        assert wait_for(lambda: len(hung.got) >= 1, timeout=30), "the hanging receiver got the POST"
         assert not hung.release.is_set(), "and the push was back while it still held it"
         repo.commit("v2", dockerfile=app_dockerfile(healthcheck="fail"))
         failed = repo.push("main")
