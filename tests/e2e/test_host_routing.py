@@ -131,7 +131,8 @@ def test_other_apps_come_and_go_without_touching_a_loaded_app(host_server, tmp_p
 
     assert server.caddy_loads() == loads_before, "Caddy reloaded while apps came and went"
     for client in clients:
-        assert client.requests > 50 and client.failures == [], (client.retrying, client.failures[:5])
+        # the floor only shows the clients ran throughout: how many fit depends on the machine's load
+        assert client.requests > 10 and client.failures == [], (client.retrying, client.failures[:5])
         assert set(client.bodies) == {"A1"}
     with websockets:
         for number, ws in enumerate(sockets):
