@@ -3,6 +3,7 @@ can while the app still serves (Postgres restores into a database of its own), s
 app's processes only for the swap, and starts them again. A check restores into scratch
 containers with no network, which the live app never sees."""
 
+import re
 import secrets
 import subprocess
 import tarfile
@@ -175,13 +176,21 @@ def _check_item(app, client, repo, item: dict) -> str:
         engine.remove(scratch)
 
 
+COUNT_TABLES_AND_ROWS = (
+    "SELECT count(*), coalesce(sum((xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', "
+    "table_schema, table_name), false, true, '')))[1]::text::bigint), 0) FROM information_schema.tables "
+    "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'")
+
+
 def _postgres_contents(container, service) -> str:
-    counts = _psql(container, service, (
-        "SELECT count(*), coalesce(sum((xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', "
-        "table_schema, table_name), false, true, '')))[1]::text::bigint), 0) FROM information_schema.tables "
-        "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'"),
-        database=service.user).strip().split("|")
-    return f"{counts[0]} tables, {counts[1]} rows"
+    """How many tables and rows; asked twice at most, since an exec's output came back empty
+    once in many runs on a loaded machine."""
+    for _ in range(2):
+        output = _psql(container, service, COUNT_TABLES_AND_ROWS, database=service.user)
+        counts = re.search(r"^([0-9]+)\|([0-9]+)$", output, re.MULTILINE)
+        if counts:
+            return f"{counts.group(1)} tables, {counts.group(2)} rows"
+    raise BackupFailed(f"postgres: could not count the restored tables and rows ({restic.last_line(output)})")
 
 
 def _check_archive(repo, item: dict) -> str:
