@@ -263,14 +263,10 @@ def cmd_maintenance(server, args) -> int:
     app, runtime = _app(server, args)
     if args.state is None:
         since = caddy.maintenance_since(routing.route_dir(server, app.name))
-        print(f"{app.name}: maintenance " + (f"on since {_iso(since)}" if since else "off"))
+        print(f"{app.name}: maintenance " + (f"on since {state.iso(since)}" if since else "off"))
         return 0
     ops.maintenance(app, runtime, args.state == "on", args.message, emit)
     return 0
-
-
-def _iso(epoch: float) -> str:
-    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def cmd_storage(server, args) -> int:

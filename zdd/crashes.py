@@ -53,7 +53,7 @@ def crashes_in(events: list[dict], since: float, restarting: Callable[[str], boo
 
 
 def _record(event: dict, attributes: dict, oom: bool) -> dict:
-    at = datetime.datetime.fromtimestamp(event["time"], datetime.timezone.utc).isoformat(timespec="seconds")
+    at = state.iso(event["time"])
     code = int(attributes.get("exitCode") or 0)
     return {"at": at, "app": attributes["zdd.app"], "process": attributes["zdd.process"],
             "container": attributes.get("name"), "sha": attributes.get("zdd.sha"), "exit_code": code,

@@ -103,12 +103,12 @@ def start_due(server, load_app, now: datetime.datetime, emit: Emit) -> int:
 
 def status_lines(app, live: dict | None) -> list[str]:
     """`zdd status`'s lines on the live version's jobs whose last run failed."""
-    if not live:
-        return []
     last: dict[str, dict] = {}
     for record in runs(app):
         if record["outcome"] != "skipped":
             last[record["job"]] = record
+    if not live or all(record["outcome"] == "ok" for record in last.values()):
+        return []  # nothing to say: no need to read the live zdd.toml from git
     lines = []
     for job in app.repo_config_at(live["sha"]).cron:
         record = last.get(job.name)

@@ -170,8 +170,7 @@ def maintenance_lines(app) -> list[str]:
     since = caddy.maintenance_since(routing.route_dir(app.server, app.name))
     if since is None:
         return []
-    at = datetime.datetime.fromtimestamp(since, datetime.timezone.utc).isoformat(timespec="seconds")
-    return [f"  MAINTENANCE ON since {at}: every request gets the 503 page (`zdd maintenance {app.name} off`)"]
+    return [f"  MAINTENANCE ON since {state.iso(since)}: every request gets the 503 page (`zdd maintenance {app.name} off`)"]
 
 
 def maintenance_page(app, message: str | None) -> tuple[bytes, str]:

@@ -21,6 +21,11 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def iso(epoch: float) -> str:
+    """A Unix time as now_iso writes times."""
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def live_record(app: str, sha: str, ref: str, image: str, container, slot: str, upstream: str, port: int,
                 deploy_id: str, image_reused: bool | None, processes: dict) -> dict:
     """What ``zdd status`` shows: the one shape of the live record. ``container`` is the web
