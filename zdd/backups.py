@@ -122,7 +122,7 @@ def _stream_into(repo, producer_argv: list[str], item: Item, tags: list[str]) ->
 
 
 def running_container(client, service):
-    container = engine.data_container(client, service.app, service.kind)
+    container = engine.data_container(client, service)
     if container is None:
         raise BackupFailed(f"{service.kind} of {service.app} is not running: `zdd db list {service.app}` shows it")
     return container

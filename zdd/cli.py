@@ -299,9 +299,17 @@ def cmd_run(server, args) -> int:
 def cmd_db(server, args) -> int:
     from zdd import backups, databases
     app, runtime = _app(server, args)
-    if args.action in ("create", "destroy") and not args.kind:
+    if args.action in ("create", "destroy", "upgrade") and not args.kind:
         raise InvalidInput(f"zdd db {args.action} takes APP and a service type: postgres or redis")
-    if args.action == "create":
+    if args.target and args.action != "upgrade":
+        raise InvalidInput(f"unexpected {args.target!r}: only `zdd db upgrade APP TYPE VERSION` takes a version there")
+    if args.action == "upgrade":
+        from zdd import upgrade
+        if args.undo:
+            upgrade.undo(app, runtime, args.kind, emit)
+        else:
+            upgrade.upgrade(app, runtime, args.kind, args.target or args.version, args.image, emit)
+    elif args.action == "create":
         databases.create(app, runtime, args.kind, args.version, args.image, emit)
     elif args.action == "destroy":
         databases.destroy(app, runtime, args.kind, args.data, emit)
@@ -317,6 +325,9 @@ def cmd_db(server, args) -> int:
             backed = f"last backup {last['id']} {last['outcome']}" if last else "never backed up"
             print(f"{row['service']:<9} {row['state']:<9} {row['image']:<24} volume {row['volume']} ({size})  "
                   f"{row['env']}  {backed}")
+            if row["upgraded_from"]:
+                print(f"          upgraded from {row['upgraded_from']}, which is kept stopped: "
+                      f"`zdd db upgrade {args.app} {row['service']} --undo` goes back to it")
         if not rows and not args.json:
             print(f"{args.app}: no databases (add one with zdd db create {args.app} postgres)")
     return 0
@@ -529,14 +540,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
                      help="extra variable for this run only")
     run.add_argument("words", nargs="*", metavar="CMD", help="-- then the command and its arguments")
-    db = sub.add_parser("db", help="databases beside an app: create, list, connect, destroy",
+    db = sub.add_parser("db", help="databases beside an app: create, list, connect, upgrade, destroy",
                         description="zdd db create APP postgres|redis [--version V | --image I]; zdd db list APP; "
-                                    "zdd db connect APP [TYPE]; zdd db destroy APP TYPE [--data]")
-    db.add_argument("action", choices=["create", "list", "connect", "destroy"])
+                                    "zdd db connect APP [TYPE]; zdd db upgrade APP postgres VERSION [--image I] "
+                                    "| --undo; zdd db destroy APP TYPE [--data]")
+    db.add_argument("action", choices=["create", "list", "connect", "upgrade", "destroy"])
     db.add_argument("app")
     db.add_argument("kind", nargs="?", metavar="TYPE", help="postgres or redis")
+    db.add_argument("target", nargs="?", metavar="VERSION", help="upgrade: the major version to move to")
+    db.add_argument("--undo", action="store_true", help="upgrade: go back to the version before the last upgrade")
     db.add_argument("--version", help="create: the official image's version (postgres 17, redis 7 by default)")
-    db.add_argument("--image", help="create: run this image instead (it must honour the official image's contract)")
+    db.add_argument("--image", help="create, upgrade: run this image instead (it must honour the official image's contract)")
     db.add_argument("--data", action="store_true", help="destroy: remove its data volume too")
     db.add_argument("--json", action="store_true")
     db.set_defaults(func=cmd_db)

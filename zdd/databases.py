@@ -72,18 +72,25 @@ def wait_healthy(client, container, kind: str, timeout: float = services.START_T
 def rows(app, runtime) -> list[dict]:
     """`zdd db list`: each service with its image, state, volume, size and last backup."""
     last = _last_backups(app)
+    upgrades = services.read_upgrades(app.dir)
     sizes = engine.volume_sizes(runtime.client) if app.services else {}
     found = []
     for service in app.services:
-        container = engine.data_container(runtime.client, app.name, service.kind)
+        container = engine.data_container(runtime.client, service)
         now = engine.state(container) if container is not None else {"status": "not running", "health": None}
         found.append({
             "service": service.kind, "image": service.image, "container": service.container,
             "state": now["health"] or now["status"], "volume": service.volume,
             "size_bytes": sizes.get(service.volume),
             "env": service.spec.env_var, "last_backup": last.get(service.kind),
+            "upgraded_from": _upgraded_from(upgrades, service),
         })
     return found
+
+
+def _upgraded_from(upgrades: dict, service) -> str | None:
+    record = upgrades.get(service.kind)
+    return record["from"].image if record and record["to"] == service else None
 
 
 def _last_backups(app) -> dict[str, dict]:
@@ -99,6 +106,7 @@ def _last_backups(app) -> dict[str, dict]:
 def destroy(app, runtime, kind: str, with_data: bool, emit: Emit) -> None:
     service = services.find(app.services, app.name, kind)
     runtime.remove_data(app, service)
+    _forget_upgrade(app, runtime, kind, with_data, emit)
     remaining = [s for s in app.services if s.kind != kind]
     services.write(app.dir, remaining)
     if app.env.get(service.spec.env_var) == service.url():
@@ -112,6 +120,20 @@ def destroy(app, runtime, kind: str, with_data: bool, emit: Emit) -> None:
         emit(f"removed {kind} of {app.name}; its data stays in volume {service.volume} "
              f"(`zdd db destroy {app.name} {kind} --data` removes it; `docker volume rm {service.volume}` too)")
     emit(f"    {service.spec.env_var} is unset: the next deploy or `zdd restart {app.name}` applies it")
+
+
+def _forget_upgrade(app, runtime, kind: str, with_data: bool, emit: Emit) -> None:
+    """The stopped container an upgrade kept for --undo goes with the service (its volume too with --data)."""
+    upgrades = services.read_upgrades(app.dir)
+    record = upgrades.pop(kind, None)
+    if record is None:
+        return
+    runtime.remove_data(app, record["from"])
+    services.write_upgrades(app.dir, upgrades)
+    if with_data:
+        engine.remove_volume(runtime.client, record["from"].volume)
+    emit(f"removed {record['from'].container}, kept since the upgrade from {record['from'].image}; its volume "
+         f"{record['from'].volume} is {'removed' if with_data else 'kept'}")
 
 
 def connect(app, runtime, kind: str | None, tty: bool) -> int:

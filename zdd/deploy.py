@@ -37,12 +37,13 @@ def _injected_fault(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def deploy(app, runtime, sha: str, ref: str, emit: Emit) -> dict:
+def deploy(app, runtime, sha: str, ref: str, emit: Emit, lock_held: bool = False) -> dict:
     """Deploy commit ``sha`` of ``app`` (a zdd.app.App) on ``runtime``; return the new live
     record. Raises ZddError on failure, in which case what served still serves (unless the
-    error says otherwise) and the Caddyfile is as it was."""
+    error says otherwise) and the Caddyfile is as it was. ``lock_held``: the caller holds the
+    app's deploy lock already (`zdd db upgrade` holds it from start to end)."""
     names.check_sha(sha)
-    with state.deploy_lock(app.dir, emit):
+    with contextlib.nullcontext() if lock_held else state.deploy_lock(app.dir, emit):
         live = runtime.reconcile(app, emit)
         deploy_id = secrets.token_hex(3)
         timer = StepTimer(emit)

@@ -321,7 +321,9 @@ def create_volume(client, name: str, labels: dict) -> bool:
 
 
 def app_volumes(client, app: str) -> list[str]:
-    return [volume.name for volume in client.volumes.list(filters={"label": f"zdd.app={app}"})]
+    """Its storage volumes and its data services' (those of upgrades too)."""
+    return [volume.name for label in ("zdd.app", DATA_LABEL)
+            for volume in client.volumes.list(filters={"label": f"{label}={app}"})]
 
 
 def remove_volume(client, name: str) -> None:
@@ -454,12 +456,12 @@ def data_mount(service) -> docker.types.Mount:
     return docker.types.Mount(service.spec.data_dir, service.volume, type="volume")
 
 
-def data_container(client, app: str, kind: str):
+def data_container(client, service):
     """The running container of an app's data service on this engine (a container of its own,
     or in Swarm mode the task of its service, which runs here), or None."""
     found = client.containers.list(ignore_removed=True, filters={
-        "label": [f"{DATA_LABEL}={app}", f"zdd.data={kind}"], "status": "running"})
-    return found[0] if found else None
+        "label": [f"{DATA_LABEL}={service.app}", f"zdd.data={service.kind}"], "status": "running"})
+    return next((c for c in found if service.runs_in(c.name)), None)
 
 
 def scratch_service(client, service, name: str, labels: dict):

@@ -234,12 +234,12 @@ def logs(app, runtime, follow: bool, tail: int, process: str = processes.WEB) ->
     yield from runtime.logs(app, live, process, follow, tail)
 
 
-def restart(app, runtime, emit: Emit) -> dict:
+def restart(app, runtime, emit: Emit, lock_held: bool = False) -> dict:
     """Start the live SHA afresh (new env applies), with the same zero-downtime switch."""
     live = app.live()
     if live is None:
         raise ZddError(f"{app.name} has nothing live to restart: push it first")
-    return deploy.deploy(app, runtime, live["sha"], live["ref"], emit)
+    return deploy.deploy(app, runtime, live["sha"], live["ref"], emit, lock_held)
 
 
 def destroy(app, runtime, emit: Emit, with_storage: bool = False) -> None:

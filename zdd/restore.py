@@ -88,12 +88,12 @@ def _volume_of(service) -> storage.Mount:
 def _restore_postgres_aside(repo, item: dict, service, client) -> None:
     container = backups.running_container(client, service)
     aside = RESTORED_DB.format(service.user)
-    _psql(container, service, f'DROP DATABASE IF EXISTS "{aside}"')
-    _psql(container, service, f'CREATE DATABASE "{aside}" OWNER "{service.user}"')
+    psql(container, service, f'DROP DATABASE IF EXISTS "{aside}"')
+    psql(container, service, f'CREATE DATABASE "{aside}" OWNER "{service.user}"')
     try:
-        _pipe_from(repo, item, _pg_restore_argv(service, aside, container.name), "postgres")
+        _pipe_from(repo, item, pg_restore_argv(service, aside, container.name), "postgres")
     except ZddError:
-        _psql(container, service, f'DROP DATABASE IF EXISTS "{aside}"')
+        psql(container, service, f'DROP DATABASE IF EXISTS "{aside}"')
         raise
 
 
@@ -102,24 +102,24 @@ def _swap_postgres(client, service) -> None:
     backup holds it). Connections left to the live database are ended first."""
     container = backups.running_container(client, service)
     live, aside, replaced = service.user, RESTORED_DB.format(service.user), REPLACED_DB.format(service.user)
-    _psql(container, service, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+    psql(container, service, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                               f"WHERE datname = '{live}' AND pid <> pg_backend_pid()")
-    _psql(container, service, f'ALTER DATABASE "{live}" RENAME TO "{replaced}"')
+    psql(container, service, f'ALTER DATABASE "{live}" RENAME TO "{replaced}"')
     try:
-        _psql(container, service, f'ALTER DATABASE "{aside}" RENAME TO "{live}"')
+        psql(container, service, f'ALTER DATABASE "{aside}" RENAME TO "{live}"')
     except ZddError:
-        _psql(container, service, f'ALTER DATABASE "{replaced}" RENAME TO "{live}"')
+        psql(container, service, f'ALTER DATABASE "{replaced}" RENAME TO "{live}"')
         raise
-    _psql(container, service, f'DROP DATABASE "{replaced}"')
+    psql(container, service, f'DROP DATABASE "{replaced}"')
 
 
-def _pg_restore_argv(service, database: str, container: str) -> list[str]:
+def pg_restore_argv(service, database: str, container: str) -> list[str]:
     return engine.exec_argv(container,
                             ["pg_restore", "-U", service.user, "-d", database, "--no-owner", "--exit-on-error",
                              "--single-transaction"], stdin=True)
 
 
-def _psql(container, service, sql: str, database: str = "postgres") -> str:
+def psql(container, service, sql: str, database: str = "postgres") -> str:
     code, output = engine.exec_output(container, ["psql", "-U", service.user, "-d", database, "-v", "ON_ERROR_STOP=1",
                                                   "-At", "-c", sql])
     if code != 0:
@@ -165,7 +165,7 @@ def _check_item(app, client, repo, item: dict) -> str:
         if name == "postgres":
             scratch.start()
             databases.wait_healthy(client, scratch, "the scratch postgres")
-            _pipe_from(repo, item, _pg_restore_argv(service, service.user, scratch.name), "postgres")
+            _pipe_from(repo, item, pg_restore_argv(service, service.user, scratch.name), "postgres")
             return _postgres_contents(scratch, service)
         _pipe_from(repo, item, engine.copy_in_argv(scratch.name, "/data"), "redis")
         scratch.start()
@@ -186,7 +186,7 @@ def _postgres_contents(container, service) -> str:
     """How many tables and rows; asked twice at most, since an exec's output came back empty
     once in many runs on a loaded machine."""
     for _ in range(2):
-        output = _psql(container, service, COUNT_TABLES_AND_ROWS, database=service.user)
+        output = psql(container, service, COUNT_TABLES_AND_ROWS, database=service.user)
         counts = re.search(r"^([0-9]+)\|([0-9]+)$", output, re.MULTILINE)
         if counts:
             return f"{counts.group(1)} tables, {counts.group(2)} rows"

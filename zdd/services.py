@@ -12,6 +12,7 @@ from zdd.errors import InvalidInput
 from zdd.state import write_json_atomic
 
 SERVICES_FILE = "services.json"
+UPGRADES_FILE = "upgrades.json"  # what `zdd db upgrade --undo` goes back to (0600: passwords)
 IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:@-]{0,199}")
 VERSION = re.compile(r"[0-9][0-9a-z.-]{0,30}")
 STOP_TIMEOUT = 30  # seconds a database has to shut down cleanly before it is killed
@@ -44,6 +45,7 @@ class Service:
     image: str
     password: str
     created_at: str
+    generation: int = 0  # 1, 2, ... after each `zdd db upgrade`: a new container and volume
 
     @property
     def spec(self) -> Kind:
@@ -51,11 +53,20 @@ class Service:
 
     @property
     def container(self) -> str:
-        return f"zdd-{self.app}-{self.kind}"
+        return f"zdd-{self.app}-{self.kind}" + self._suffix
 
     @property
     def volume(self) -> str:
-        return f"zdd-{self.app}-{self.kind}-data"
+        return f"zdd-{self.app}-{self.kind}-data" + self._suffix
+
+    @property
+    def _suffix(self) -> str:
+        return f"-{self.generation}" if self.generation else ""
+
+    def runs_in(self, container_name: str) -> bool:
+        """Its own container, or in Swarm mode a task of its service (SERVICE.SLOT.TASK)."""
+        return container_name in (self.container, f"/{self.container}") or \
+            container_name.lstrip("/").startswith(self.container + ".")
 
     @property
     def user(self) -> str:
@@ -97,6 +108,11 @@ def scratch_copy(service: Service) -> Service:
     return dataclasses.replace(service, password=secrets.token_hex(24))
 
 
+def upgraded(service: Service, image: str, generation: int, now: str) -> Service:
+    """The service on a new image, in a container and volume of its own (``zdd db upgrade``)."""
+    return dataclasses.replace(service, image=image, generation=generation, created_at=now)
+
+
 def network_name(app: str) -> str:
     """The bridge network of an app that has services: its containers and its services only."""
     return f"zdd-{app}"
@@ -136,6 +152,26 @@ def read(app_dir: Path) -> list[Service]:
 
 def write(app_dir: Path, services: list[Service]) -> None:
     write_json_atomic(app_dir / SERVICES_FILE, [dataclasses.asdict(s) for s in services], mode=0o600)
+
+
+def replaced(services: list[Service], new: Service) -> list[Service]:
+    return [new if s.kind == new.kind else s for s in services]
+
+
+def read_upgrades(app_dir: Path) -> dict[str, dict]:
+    """The last `zdd db upgrade` of each kind that can be undone: {"from": Service, "to": Service, ...}."""
+    try:
+        raw = json.loads((app_dir / UPGRADES_FILE).read_text())
+    except FileNotFoundError:
+        return {}
+    return {kind: {**entry, "from": Service(**entry["from"]), "to": Service(**entry["to"])}
+            for kind, entry in raw.items()}
+
+
+def write_upgrades(app_dir: Path, upgrades: dict[str, dict]) -> None:
+    raw = {kind: {**entry, "from": dataclasses.asdict(entry["from"]), "to": dataclasses.asdict(entry["to"])}
+           for kind, entry in upgrades.items()}
+    write_json_atomic(app_dir / UPGRADES_FILE, raw, mode=0o600)
 
 
 def added(services: list[Service], new: Service) -> list[Service]:

@@ -55,6 +55,23 @@ def test_one_service_of_each_type_per_app(tmp_path):
     assert services.scratch_copy(pg).password != pg.password
 
 
+def test_an_upgraded_service_has_a_container_and_volume_of_its_own_and_the_old_one_is_kept(tmp_path):
+    old = services.Service("shop", "postgres", "postgres:15", "pw", "then")
+    new = services.upgraded(old, "postgres:17", 2, "now")
+    assert (new.container, new.volume, new.password) == ("zdd-shop-postgres-2", "zdd-shop-postgres-data-2", "pw")
+    assert new.url() == "postgres://shop:pw@zdd-shop-postgres-2:5432/shop"
+    assert old.runs_in("zdd-shop-postgres") and old.runs_in("/zdd-shop-postgres.1.x7y8z9")
+    assert not old.runs_in("zdd-shop-postgres-2") and not old.runs_in("zdd-shop-postgres-2.1.x7y8z9")
+    assert new.runs_in("zdd-shop-postgres-2.1.x7y8z9") and not new.runs_in("zdd-shop-postgres")
+    services.write(tmp_path, [old])
+    assert services.read(tmp_path)[0].generation == 0, "a list from before upgrades reads as generation 0"
+    services.write(tmp_path, services.replaced([old], new))
+    assert services.read(tmp_path) == [new]
+    services.write_upgrades(tmp_path, {"postgres": {"from": old, "to": new, "at": "now"}})
+    assert services.read_upgrades(tmp_path)["postgres"]["from"] == old
+    assert (tmp_path / "upgrades.json").stat().st_mode & 0o777 == 0o600
+
+
 def test_each_backed_up_item_is_one_file_in_the_repository():
     assert [Item(n).filename for n in ("postgres", "redis", "storage:media")] == [
         "postgres.dump", "redis.tar", "storage-media.tar"]

@@ -289,7 +289,7 @@ class Swarm(RuntimeBase):
     def _data_container_once_started(self, service):
         deadline = time.monotonic() + data.START_TIMEOUT
         while time.monotonic() < deadline:
-            container = engine.data_container(self.client, service.app, service.kind)
+            container = engine.data_container(self.client, service)
             if container is not None:
                 return container
             failed = [t for t in swarm.tasks(self.client.services.get(service.container))

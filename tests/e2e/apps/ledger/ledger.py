@@ -25,6 +25,13 @@ def health():
     return "ok"
 
 
+@app.get("/db-version")
+def db_version():
+    with database() as db, db.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        return cursor.fetchone()[0].split()[0]
+
+
 @app.get("/rows")
 def rows():
     with database() as db, db.cursor() as cursor:
