@@ -1,8 +1,10 @@
 """The data bench: how long zdd takes to back up, restore and check a Postgres database of about
-1 GB and a 1 GB storage volume, how big the backups are, and what a second backup adds after
-1% of the rows (or files) change: restic's deduplication at work.
+1 GB and a 1 GB storage volume, how big the backups are, what a second backup adds after 1% of
+the rows (or files) change (restic's deduplication at work), and how long a major upgrade of
+that database keeps the app in maintenance (`zdd db upgrade`, 15 -> 17, and its undo).
 
-    bench/run-data [--rows 1000000] [--files 1000]   figures to the terminal and bench/RESULTS-data.md
+    bench/run-data [--rows 1000000] [--files 1000] [--cases postgres,upgrade,storage]
+    figures to the terminal and bench/RESULTS-data.md
 """
 
 import argparse
@@ -19,7 +21,7 @@ import lab
 
 BENCH = Path(__file__).resolve().parent
 CHECKOUT = BENCH.parent
-POSTGRES = "zdd-base/postgres:15"
+POSTGRES, POSTGRES_NEXT = "zdd-base/postgres:15", "zdd-base/postgres:17"
 APP = "benchdata"
 FILL_ROWS = """CREATE TABLE rows (id bigserial PRIMARY KEY, body text NOT NULL);
 INSERT INTO rows (body) SELECT s.body FROM generate_series(1, {rows}) AS g(i),
@@ -38,6 +40,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of about 900 bytes (default: 1 GB)")
     parser.add_argument("--files", type=int, default=1000, help="files of 1 MB of random bytes (default: 1 GB)")
+    parser.add_argument("--cases", default="postgres,upgrade,storage", help="which cases, comma-separated")
     parser.add_argument("--markdown", type=Path, default=BENCH / "RESULTS-data.md")
     args = parser.parse_args()
     subprocess.run([str(CHECKOUT / "scripts" / "make-data-images")], check=True)
@@ -46,7 +49,16 @@ def main() -> int:
     server.caddy.start()
     try:
         server.install(APP, f"http://127.0.0.1:{lab.free_port()}")
-        figures = {"postgres": postgres_case(server, args.rows), "storage": storage_case(server, args.files)}
+        cases = args.cases.split(",")
+        figures = {}
+        if "postgres" in cases or "upgrade" in cases:
+            fill_postgres(server, args.rows)
+        if "postgres" in cases:
+            figures["postgres"] = postgres_case(server)
+        if "upgrade" in cases:
+            figures["upgrade"] = upgrade_case(server)
+        if "storage" in cases:
+            figures["storage"] = storage_case(server, args.files)
     finally:
         server.zdd("destroy", APP, "--yes", "--storage")
         server.stop()
@@ -57,12 +69,32 @@ def main() -> int:
     return 0
 
 
-def postgres_case(server, rows: int) -> dict:
+def fill_postgres(server, rows: int) -> None:
     server.zdd("db", "create", APP, "postgres", "--image", POSTGRES)
     print(f"filling Postgres with {rows} rows", flush=True)
     psql(FILL_ROWS.format(rows=rows))
-    size = int(psql("SELECT pg_database_size(current_database())").strip())
-    return measured(server, "postgres", size, {name: (lambda sql=sql: psql(sql)) for name, sql in CHANGES.items()})
+
+
+def database_size(container: str = f"zdd-{APP}-postgres") -> int:
+    return int(psql("SELECT pg_database_size(current_database())", container).strip())
+
+
+def postgres_case(server) -> dict:
+    return measured(server, "postgres", database_size(),
+                    {name: (lambda sql=sql: psql(sql)) for name, sql in CHANGES.items()})
+
+
+def upgrade_case(server) -> dict:
+    """15 -> 17 and back: the whole command (its safety backup included), the data move, and the
+    time in maintenance (the app's restart would add its own start time: nothing is deployed)."""
+    size = database_size()
+    output, upgrade_s = timed(server, "db", "upgrade", APP, "postgres", "--image", POSTGRES_NEXT)
+    moved = float(re.search(r"pg_restore in ([0-9.]+)s", output).group(1))
+    maintenance = float(re.search(r"in maintenance for ([0-9.]+)s", output).group(1))
+    after = database_size(f"zdd-{APP}-postgres-1")
+    _, undo_s = timed(server, "db", "upgrade", APP, "postgres", "--undo")
+    return {"size": size, "size_after": after, "upgrade_s": upgrade_s, "move_s": moved,
+            "maintenance_s": maintenance, "undo_s": undo_s}
 
 
 def storage_case(server, files: int) -> dict:
@@ -105,8 +137,8 @@ def backup_id(output: str) -> str:
     return re.search(r" as (\S+)", output).group(1)
 
 
-def psql(sql: str) -> str:
-    done = subprocess.run(["docker", "exec", "-i", f"zdd-{APP}-postgres", "psql", "-v", "ON_ERROR_STOP=1", "-At",
+def psql(sql: str, container: str = f"zdd-{APP}-postgres") -> str:
+    done = subprocess.run(["docker", "exec", "-i", container, "psql", "-v", "ON_ERROR_STOP=1", "-At",
                            "-U", APP, "-d", APP], input=sql, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         raise RuntimeError(done.stderr)
@@ -135,10 +167,22 @@ def markdown(figures: dict, args) -> str:
              "| data | size | backup s | backed up | stored | 1% changed together: backup s, added | "
              "1% changed spread out: backup s, added | restore s | check s |", "|---|---|---|---|---|---|---|---|---|"]
     for name, f in figures.items():
+        if name == "upgrade":
+            continue
         together = f"{f['together_backup_s']} s, {mb(f['together_added_bytes'])}" if "together_backup_s" in f else "-"
         lines.append(f"| {name} | {mb(f['size'])} | {f['backup_s']} | {mb(f['backup_bytes'])} | {mb(f['stored_bytes'])} "
                      f"| {together} | {f['spread_backup_s']} s, {mb(f['spread_added_bytes'])} | {f['restore_s']} "
                      f"| {f['check_s']} |")
+    if "upgrade" in figures:
+        f = figures["upgrade"]
+        lines += ["", f"`zdd db upgrade {APP} postgres` from Postgres 15 to 17 (Debian's packages) with the same "
+                  f"{mb(f['size'])} database: {f['upgrade_s']} s for the whole command, of which {f['maintenance_s']} s "
+                  f"in maintenance, {f['move_s']} s of it the data's move (`pg_dump --format=custom --compress=0` piped into "
+                  f"`pg_restore --single-transaction`); the rest before maintenance is the safety backup and "
+                  f"the new container's start while the app serves. The database is {mb(f['size_after'])} on 17. "
+                  f"`--undo` took {f['undo_s']} s: start the old container, "
+                  "switch back. Nothing is deployed here: an app's restart on the new database adds its own "
+                  "deploy (about 5 s for the push bench's app) to the time in maintenance."]
     lines += ["", "Postgres is backed up as `pg_dump --format=custom --compress=0` and storage as a tar, both "
               "uncompressed so that restic's content-defined chunks find what did not change. restic 0.14 "
               "(Debian bookworm) stores them uncompressed; 0.16 and later compress its repositories."]

@@ -28,10 +28,10 @@ class StepTimer:
             yield
         finally:
             self.durations[name] = round(time.monotonic() - started, 3)
-        _injected_fault(name)
+        injected_fault(name)
 
 
-def _injected_fault(step: str) -> None:
+def injected_fault(step: str) -> None:
     """Fault injection for the tests: ZDD_FAULT=after:STEP kills zdd as that step ends."""
     if os.environ.get("ZDD_FAULT") == f"after:{step}":
         os.kill(os.getpid(), signal.SIGKILL)

@@ -94,6 +94,8 @@ def _zdd(key, argv: list[str], apps: set[str]) -> Zdd:
     _check_app(key, app[0])
     if command == "db" and argv[1:2] == ["destroy"] and not key.admin:
         raise Refused("refused: removing a database is for admin keys")
+    if command == "db" and argv[1:2] == ["upgrade"] and not key.admin:
+        raise Refused("refused: upgrading a database (maintenance, a restart) is for admin keys, as restore is")
     if command == "storage" and argv[2:3] != ["list"] and not key.admin:
         raise Refused("refused: storage mounts host folders, so adding or removing it is for admin keys")
     if command == "limits" and argv[2:] and not key.admin:

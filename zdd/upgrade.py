@@ -12,7 +12,7 @@ import tempfile
 import time
 from typing import Callable
 
-from zdd import appenv, backups, caddy, databases, engine, ops, restic, restore, routing, services, state
+from zdd import appenv, backups, caddy, databases, deploy, engine, ops, restic, restore, routing, services, state
 from zdd.errors import InvalidInput, ZddError
 
 Emit = Callable[[str], None]
@@ -28,6 +28,7 @@ def upgrade(app, runtime, kind: str, version: str | None, image: str | None, emi
     client = runtime.client
     engine.ensure_image(client, image, emit)
     with state.deploy_lock(app.dir, emit):
+        _clear_interrupted(app, runtime, old, emit)
         new = services.upgraded(old, image, _free_generation(client, old), state.now_iso())
         emit(f"==> Upgrading {kind} of {app.name}: {old.image} -> {image}")
         emit("    first, a safety backup:")
@@ -37,6 +38,7 @@ def upgrade(app, runtime, kind: str, version: str | None, image: str | None, emi
         try:
             with window:
                 _move_data(client, old, new, emit)
+                deploy.injected_fault("upgrade-move")
                 _switch_and_restart(app, runtime, old, new, emit)
         except ZddError as error:
             runtime.remove_data(app, new)
@@ -88,6 +90,19 @@ def _target_image(app, old, version: str | None, image: str | None) -> str:
     return image
 
 
+def _clear_interrupted(app, runtime, old, emit: Emit) -> None:
+    """What an upgrade killed before its switch left: the old database read-only, and the new
+    version's container and volume (a partial copy that never served) with a later generation."""
+    _set_read_only(runtime.client, old, False)
+    for container in engine.service_containers(runtime.client, app.name):
+        generation = container.name.lstrip("/").split(".")[0].rsplit("-", 1)[-1]
+        if container.labels.get("zdd.data") == old.kind and generation.isdigit() and int(generation) > old.generation:
+            leftover = services.upgraded(old, old.image, int(generation), "")
+            runtime.remove_data(app, leftover)
+            engine.remove_volume(runtime.client, leftover.volume)
+            emit(f"    removed {leftover.container} and its volume, left by an upgrade that was interrupted")
+
+
 def _free_generation(client, old) -> int:
     """The next generation whose volume does not exist (an undone upgrade's volume is kept)."""
     generation = old.generation + 1
@@ -123,7 +138,9 @@ class _MaintenanceWindow:
 
     def __exit__(self, *exc):
         self.seconds = time.monotonic() - self.started
-        if not self.was_on and self.app.live():
+        if self.was_on:
+            self.emit(f"    maintenance was on before: it stays on (`zdd maintenance {self.app.name} off`)")
+        elif self.app.live():
             ops.maintenance(self.app, self.runtime, False, None, self.emit)
         return False
 
@@ -136,7 +153,7 @@ def _move_data(client, old, new, emit: Emit) -> None:
     _set_read_only(client, old, True)
     restore.psql(source, old, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                               f"WHERE datname = '{old.user}' AND pid <> pg_backend_pid()")
-    dump = engine.exec_argv(source.name, ["pg_dump", "--format=custom", "-U", old.user, "-d", old.user])
+    dump = engine.exec_argv(source.name, ["pg_dump", "--format=custom", "--compress=0", "-U", old.user, "-d", old.user])
     _pipe(dump, restore.pg_restore_argv(new, new.user, target.name))
     emit(f"    moved the data: pg_dump | pg_restore in {time.monotonic() - started:.1f}s")
 

@@ -1,7 +1,8 @@
 """A major Postgres upgrade as its user runs it: `zdd db upgrade` moves the app's data to a new
 version in a container and volume of their own, behind the maintenance page, and restarts the
-app on it health-gated; a failure after maintenance went on leaves the app on its database;
-`--undo` goes back to the old version's untouched volume."""
+app on it health-gated; an upgrade killed midway is cleared by the next try; a failure after
+maintenance went on leaves the app on its database; `--undo` goes back to the old version's
+untouched volume."""
 
 import json
 import os
@@ -68,12 +69,19 @@ def test_a_major_upgrade_moves_the_data_behind_the_maintenance_page_and_undo_goe
         assert result.returncode == 1 and result.stderr.count("\n") == 1, (refused, result.stderr)
         expect(result.stderr, says)
 
+    killed = run([str(server.root / "bin" / "zdd"), "db", "upgrade", app, "postgres", "--image", POSTGRES_17],
+                 env={"PATH": "/usr/bin:/bin", "ZDD_FAULT": "after:upgrade-move"})
+    assert killed.returncode != 0 and http_get(site)[0] == 503, "killed once the data moved, behind the page"
+    assert server.zdd("maintenance", app, "off").returncode == 0
+    assert get_json(f"{site}/rows") == ["a", "b", "c"], "still on its database, read-only until the next try"
+
     poller = StatusPoller(f"{site}/rows")
     poller.start()
     upgraded = server.zdd("db", "upgrade", app, "postgres", "--image", POSTGRES_17)
     statuses = poller.stop()
     assert upgraded.returncode == 0, upgraded.stderr + upgraded.stdout
-    expect(upgraded.stdout, "a safety backup", f"{POSTGRES_15} -> {POSTGRES_17}", "was in maintenance for",
+    expect(upgraded.stdout, f"removed zdd-{app}-postgres-1 and its volume, left by an upgrade that was interrupted",
+           "a safety backup", f"{POSTGRES_15} -> {POSTGRES_17}", "was in maintenance for",
            f"zdd db upgrade {app} postgres --undo")
     safety = backup_id(upgraded.stdout)
     assert set(statuses) <= {200, 503}, f"every request answered, by the app or the maintenance page: {statuses}"

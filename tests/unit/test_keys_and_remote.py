@@ -90,6 +90,7 @@ def test_what_an_app_key_may_run(command, decision):
     ("zdd apps --only blog", "`zdd apps` takes --json only"),
     ("zdd restore shop", "for admin keys"),
     ("zdd db destroy shop postgres", "removing a database is for admin keys"),
+    ("zdd db upgrade shop postgres 17", "upgrading a database"),
     ("zdd db list blog", "not allowed to use blog"),
     ("zdd db list", "needs one of this key's apps after the action"),
     ("zdd backup blog", "not allowed to use blog"),

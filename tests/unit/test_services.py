@@ -122,3 +122,20 @@ def test_an_sftp_target_is_reached_with_the_operators_key_and_zdds_known_hosts()
     assert sftp_command("sftp://b@10.0.0.5:2222//srv/b", "/k", known).endswith("-p 2222 b@10.0.0.5 -s sftp")
     for bad in ("sftp:nas.example.com:/srv", "sftp://b@host;id/x", "s3:https://x/y"):
         assert not SFTP_URL.fullmatch(bad)
+
+
+@pytest.mark.parametrize("kind, version, image, message", [
+    ("redis", "8", None, "reads the data files of older versions"),
+    ("postgres", None, None, "give the version to upgrade to"),
+    ("postgres", "15", None, "already runs postgres:15"),
+    ("postgres", "17; rm -rf /", None, "invalid version"),
+])
+def test_an_upgrade_needs_a_new_postgres_version(kind, version, image, message):
+    from types import SimpleNamespace
+
+    from zdd import upgrade
+    current = services.Service("shop", kind, f"{kind}:15", "pw", "now")
+    with pytest.raises(InvalidInput, match=message):
+        upgrade._target_image(SimpleNamespace(name="shop"), current, version, image)
+    assert upgrade._target_image(SimpleNamespace(name="shop"), services.Service("shop", "postgres", "postgres:15", "pw",
+                                 "now"), "17", None) == "postgres:17"
