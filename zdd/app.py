@@ -26,7 +26,7 @@ class App:
 
     @property
     def repo_path(self) -> Path:
-        return self.server.repo_path(self.name)
+        return self.server.repo_path(self.settings.preview_of or self.name)
 
     @functools.cached_property
     def scale(self) -> dict[str, int]:
@@ -34,7 +34,10 @@ class App:
 
     @functools.cached_property
     def limits(self) -> limits.Limits:
-        return limits.Limits(limits.read(self.dir), self.server.default_limit)
+        default = self.server.default_limit
+        if self.settings.limit:
+            default = limits.parse_limit(self.settings.limit, f"{self.name}'s preview limit")
+        return limits.Limits(limits.read(self.dir), default)
 
     @functools.cached_property
     def env(self) -> dict[str, str]:

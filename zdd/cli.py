@@ -258,6 +258,28 @@ def cmd_cron(server, args) -> int:
     return 0
 
 
+def cmd_previews(server, args) -> int:
+    from zdd import preview_apps
+    app, runtime = _app(server, args)
+    if args.state is not None:
+        given = {"domain": args.domain, "except": args.except_keys, "max": args.max, "days": args.days,
+                 "limit": args.limit}
+        if args.state == "off" and any(v is not None for v in given.values()):
+            raise InvalidInput("zdd previews APP off takes no options")
+        preview_apps.configure(app, args.state == "on", given, emit)
+        return 0
+    rows = preview_apps.rows(app)
+    if args.json:
+        print(json.dumps(rows, indent=2, sort_keys=True))
+        return 0
+    for row in rows:
+        print(f"{row['branch']:<24} {row['url']:<40} {row['sha'] or 'not live':<12}  created {row['created_at']}  "
+              f"last push {row['last_push']}")
+    if not rows:
+        print(f"{app.name}: no previews")
+    return 0
+
+
 def cmd_maintenance(server, args) -> int:
     from zdd import caddy, ops, routing
     app, runtime = _app(server, args)
@@ -399,11 +421,12 @@ def cmd_backup_target(server, args) -> int:
 
 
 def cmd_backup_due(server, args) -> int:
-    from zdd import backups, jobs, ops
+    from zdd import backups, jobs, ops, preview_apps
     runtime = runtimes.runtime_for(server)
     stamped = lambda line: emit(f"{state.now_iso()} {line}")  # noqa: E731 (the schedule's log)
     now = datetime.datetime.now(datetime.timezone.utc)
     jobs.start_due(server, lambda name: apps.load(server, name), now, stamped)
+    preview_apps.remove_stale(server, runtime, now, stamped)
     for crash in ops.collect_crashes(server, runtime):
         stamped(f"{crash['app']}: {crash['process']} ({crash['container']}) crashed: {crash['reason']}")
     failed = backups.run_due(server, runtime.client, lambda name: apps.load(server, name), stamped)
@@ -532,6 +555,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "repository's maintenance.html, or zdd's), or stop; no state: show it")
     pause.add_argument("state", nargs="?", choices=["on", "off"])
     pause.add_argument("--message", help="on: the text of zdd's page")
+    preview = command("previews", cmd_previews, "an app of its own for each pushed branch: on --domain "
+                                                "'{branch}.preview.example.com', off; no state: list them")
+    preview.add_argument("state", nargs="?", choices=["on", "off"])
+    preview.add_argument("--domain", help="on: the previews' address, {branch} its first label")
+    preview.add_argument("--except", dest="except_keys", metavar="KEY,...", help="on: env keys not copied to previews")
+    preview.add_argument("--max", type=int, help="on: how many previews at most (default 5)")
+    preview.add_argument("--days", type=float, help="on: remove a preview this many days after its last push (14)")
+    preview.add_argument("--limit", help="on: memory and CPU of each preview container (default 512m,1cpu)")
+    preview.add_argument("--json", action="store_true")
     mounts = command("storage", cmd_storage, "storage that survives deploys: add NAME:/path, list, remove NAME")
     mounts.add_argument("action", choices=["add", "list", "remove"])
     mounts.add_argument("items", nargs="*", metavar="NAME:/path | FOLDER:/path | NAME")

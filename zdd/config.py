@@ -139,6 +139,9 @@ class AppSettings:
     port: int | None = None
     branch: str = "main"
     keep_images: int = 5
+    preview_of: str | None = None   # a preview app (zdd.preview_apps): its parent, whose repository it deploys from
+    limit: str | None = None        # a preview's cap on each container, over the server's default_limit
+    created_at: str | None = None
 
 
 def load_app(server: Server, app: str) -> AppSettings:
@@ -154,6 +157,9 @@ def load_app(server: Server, app: str) -> AppSettings:
         port=names.check_port(data["port"], "app port") if data.get("port") else None,
         branch=data.get("branch", "main"),
         keep_images=check_keep(data.get("keep_images", 5)),
+        preview_of=names.check_app_name(data["preview_of"]) if data.get("preview_of") else None,
+        limit=data.get("limit"),
+        created_at=data.get("created_at"),
     )
 
 

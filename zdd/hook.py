@@ -4,7 +4,7 @@ put the server's ref back so it shows what is live and a re-push retries."""
 from typing import Callable
 
 from zdd import app as apps
-from zdd import backups, config, deploy, gitrepo, runtimes
+from zdd import backups, config, deploy, gitrepo, preview_apps, previews, runtimes
 from zdd.push import ZERO_SHA, RefUpdate, parse_updates, plan_push
 
 Emit = Callable[[str], None]
@@ -13,28 +13,43 @@ Emit = Callable[[str], None]
 def handle_push(server: config.Server, name: str, stdin_text: str, emit: Emit) -> int:
     app = apps.load(server, name)
     settings = app.settings
-    plan = plan_push(parse_updates(stdin_text), settings.branch)
+    preview_settings = previews.read(app.dir)
+    plan = plan_push(parse_updates(stdin_text), settings.branch, bool(preview_settings and preview_settings.enabled),
+                     frozenset(preview_apps.of_parent(server, name)) if preview_settings else frozenset())
     for update, reason in plan.skipped:
         emit(f"==> Skipped {update.short_name}: {reason}")
-    if plan.deploy is None:
+    if plan.deploy is None and not plan.previews and not plan.removals:
         emit("==> Nothing to deploy in this push")
         return 0
-    repo = app.repo()
-    update = plan.deploy
     try:
-        sha = gitrepo.resolve_commit(repo, update.new)
-        deploy.deploy(app, runtimes.runtime_for(server), sha, update.ref, emit)
+        if plan.deploy is not None:
+            _deploy(app, plan.deploy, emit)
+        for update in plan.previews:
+            _deploy(app, update, emit, preview=True)
+        for update in plan.removals:
+            preview_apps.remove(app, runtimes.runtime_for(server), update.short_name, emit)
         return 0
-    except Exception as error:
-        live = app.live()  # after the deploy's own repair, if any
-        _restore_ref(repo, update, settings.branch, live, emit)
-        if getattr(error, "old_version_serves", True):
-            _say_what_serves(live, settings.domain, emit)
-        raise
     finally:
         warning = backups.schedule_warning(app)
         if warning:
             emit(f"==> Warning: {warning}")
+
+
+def _deploy(app, update: RefUpdate, emit: Emit, preview: bool = False) -> None:
+    repo = app.repo()
+    runtime = runtimes.runtime_for(app.server)
+    try:
+        sha = gitrepo.resolve_commit(repo, update.new)
+        if preview:
+            preview_apps.deploy_branch(app, runtime, update.short_name, sha, update.ref, emit)
+        else:
+            deploy.deploy(app, runtime, sha, update.ref, emit)
+    except Exception as error:
+        live = app.live()  # after the deploy's own repair, if any
+        _restore_ref(repo, update, app.settings.branch, live, emit)
+        if getattr(error, "old_version_serves", True) and not preview:
+            _say_what_serves(live, app.settings.domain, emit)
+        raise
 
 
 def _restore_ref(repo, update: RefUpdate, branch: str, live: dict | None, emit: Emit) -> None:

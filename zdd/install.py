@@ -24,6 +24,8 @@ def init_app(root, app: str, domain: str, port, branch: str, emit: Emit, *, keep
              http_port=None, https_port=None, tls=None, registry=None) -> None:
     root = Path(root)
     names.check_app_name(app)
+    if "--" in app:
+        raise InvalidInput(f"invalid app name {app!r}: '--' is kept for previews (PARENT--BRANCH)")
     domain = names.check_site_address(domain)
     port = names.check_port(port, "app port") if port else None
     names.check_branch(branch)
@@ -34,7 +36,7 @@ def init_app(root, app: str, domain: str, port, branch: str, emit: Emit, *, keep
                  "https_port": names.check_port(https_port, "HTTPS port") if https_port else None,
                  "tls": caddy.check_tls_issuer(tls) if tls else None}
     swarm = {"runtime": "swarm" if registry else None, "registry": names.check_registry(registry) if registry else None}
-    _check_domain_free(root, app, domain)
+    check_domain_free(root, app, domain)
 
     found = builder.discover()  # refused here, not at the first push, if no docker CLI builds with BuildKit
     build = {"builder_cli": found.cli, "builder_kind": found.kind}
@@ -71,7 +73,7 @@ def _say_log_driver(runtime, emit: Emit) -> None:
              "of its own (log_max_size in settings.json applies to json-file)")
 
 
-def _check_domain_free(root: Path, app: str, domain: str) -> None:
+def check_domain_free(root: Path, app: str, domain: str) -> None:
     """No two apps share an address, nor a host name served by the shared sites."""
     host = names.host_route(domain)
     for other in sorted((root / "apps").glob("*/app.json")):

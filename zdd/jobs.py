@@ -85,6 +85,8 @@ def start_due(server, load_app, now: datetime.datetime, emit: Emit) -> int:
     started = 0
     for name in server.app_names():
         app = load_app(name)
+        if app.settings.preview_of:
+            continue  # a preview runs no scheduled jobs: they would act twice on what the parent's act on
         live, jobs = live_jobs(app)
         marks = state.read_json(app.dir / STARTED_FILE) or {}
         due = [job for job in jobs if cron.due(job, now, marks.get(job.name))]

@@ -35,7 +35,8 @@ class Key:
     admin: bool = False
 
     def may_use(self, app: str) -> bool:
-        return self.admin or app in self.apps
+        """Its apps, and their previews (PARENT--LABEL: install.sh refuses "--" in a name)."""
+        return self.admin or app in self.apps or app.split("--", 1)[0] in self.apps
 
     def scope(self) -> str:
         return "admin: every app and server command" if self.admin else f"apps: {', '.join(self.apps)}"

@@ -10,6 +10,7 @@ import sys
 from zdd.errors import InvalidInput
 
 APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]|[a-z]")
+PREVIEW_NAME = re.compile(r"[a-z][a-z0-9-]{0,38}[a-z0-9]")  # PARENT--LABEL (zdd.previews)
 _LABEL = r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)"
 _HOST = rf"(?:\*\.)?(?:{_LABEL}\.)*{_LABEL}"
 SITE_ADDRESS = re.compile(rf"(?:https?://)?(?:{_HOST})?(?::(?P<port>[0-9]{{1,5}}))?")
@@ -20,7 +21,7 @@ REGISTRY = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?:[0-9]{1,5}")
 
 
 def check_app_name(name: str) -> str:
-    if not isinstance(name, str) or not APP_NAME.fullmatch(name):
+    if not isinstance(name, str) or not (APP_NAME.fullmatch(name) or "--" in name and PREVIEW_NAME.fullmatch(name)):
         raise InvalidInput(
             f"invalid app name {name!r}: use 1-32 lowercase letters, digits and "
             "hyphens, starting with a letter (e.g. myapp)"

@@ -259,7 +259,8 @@ def destroy(app, runtime, emit: Emit, with_storage: bool = False) -> None:
         for image in engine.app_images(client, app.name):
             engine.remove_image(client, image["id"])
         mounts, data_volumes = app.mounts, [s.volume for s in app.services]
-        shutil.rmtree(app.repo_path, ignore_errors=True)
+        if not app.settings.preview_of:  # a preview deploys from its parent's repository
+            shutil.rmtree(app.repo_path, ignore_errors=True)
         shutil.rmtree(app.dir, ignore_errors=True)
         _destroy_storage(client, app.name, mounts, data_volumes, with_storage, emit)
     emit(f"{app.name} destroyed: its site, containers, images, repository and history are gone")

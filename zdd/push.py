@@ -31,6 +31,8 @@ class RefUpdate:
 class PushPlan:
     deploy: RefUpdate | None
     skipped: list[tuple[RefUpdate, str]]
+    previews: list[RefUpdate] = dataclasses.field(default_factory=list)   # branches deployed as previews
+    removals: list[RefUpdate] = dataclasses.field(default_factory=list)   # deleted branches whose preview goes
 
 
 def parse_updates(text: str) -> list[RefUpdate]:
@@ -43,16 +45,23 @@ def parse_updates(text: str) -> list[RefUpdate]:
     return updates
 
 
-def plan_push(updates: list[RefUpdate], branch: str) -> PushPlan:
-    """Deploy the deploy branch if pushed, else the last pushed tag; explain every other ref."""
+def plan_push(updates: list[RefUpdate], branch: str, previews_on: bool = False,
+              preview_branches: frozenset = frozenset()) -> PushPlan:
+    """Deploy the deploy branch if pushed, else the last pushed tag; other branches become
+    previews while previews are on (or have one already), and a deleted branch takes its
+    preview with it; explain every other ref."""
     deploy_ref = f"refs/heads/{branch}"
-    skipped = []
-    candidates = []
+    skipped, candidates, previews, removals = [], [], [], []
     for update in updates:
-        if update.is_deletion:
+        other_branch = update.ref.startswith("refs/heads/") and update.ref != deploy_ref
+        if update.is_deletion and other_branch and update.short_name in preview_branches:
+            removals.append(update)
+        elif update.is_deletion:
             skipped.append((update, "deletions are not deployed; what is live stays live"))
         elif update.ref == deploy_ref or update.is_tag:
             candidates.append(update)
+        elif other_branch and (previews_on or update.short_name in preview_branches):
+            previews.append(update)
         else:
             skipped.append((update, f"only branch {branch!r} and tags deploy"))
     branch_updates = [u for u in candidates if u.ref == deploy_ref]
@@ -60,7 +69,7 @@ def plan_push(updates: list[RefUpdate], branch: str) -> PushPlan:
     for update in candidates:
         if update is not chosen:
             skipped.append((update, f"one ref deploys per push, and this push deploys {chosen.short_name}"))
-    return PushPlan(deploy=chosen, skipped=skipped)
+    return PushPlan(deploy=chosen, skipped=skipped, previews=previews, removals=removals)
 
 
 def _is_sha(text: str) -> bool:

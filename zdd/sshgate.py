@@ -17,7 +17,7 @@ from zdd.errors import InvalidInput
 from zdd.processes import SHELL_SYNTAX, unquoted
 
 APP_COMMANDS = {"status", "history", "rollback", "deploy", "restart", "env", "logs", "scale", "storage", "run",
-                "db", "backup", "backups", "limits", "cron", "maintenance"}
+                "db", "backup", "backups", "limits", "cron", "maintenance", "previews"}
 ADMIN_COMMANDS = {"keys", "render", "destroy", "restore", "backup-target", "notify"}
 GIT_SERVICES = {"git-receive-pack": "receive-pack", "git-upload-pack": "upload-pack"}
 REPO = re.compile(r"(?P<app>[a-z][a-z0-9-]{0,31})\.git/?")
@@ -98,6 +98,8 @@ def _zdd(key, argv: list[str], apps: set[str]) -> Zdd:
         raise Refused("refused: upgrading a database (maintenance, a restart) is for admin keys, as restore is")
     if command == "storage" and argv[2:3] != ["list"] and not key.admin:
         raise Refused("refused: storage mounts host folders, so adding or removing it is for admin keys")
+    if command == "previews" and argv[2:3] in (["on"], ["off"]) and not key.admin:
+        raise Refused("refused: previews take host names on this server, so turning them on or off is for admin keys")
     if command == "limits" and argv[2:] and not key.admin:
         raise Refused("refused: limits guard the server from an app, so setting them is for admin keys")
     return Zdd(argv)

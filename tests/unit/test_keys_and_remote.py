@@ -9,7 +9,7 @@ from zdd.sshgate import Git, Refused, Zdd, decide
 
 PUB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBnxYfVk0Gf9e8a8mU2qk3XHh0sYgq5x3P3E8y6rY7Wb alice@laptop"
 ROOT = "/srv/zdd"
-APPS = {"shop", "blog"}
+APPS = {"shop", "blog", "shop--feature-login", "blog--x"}
 ALICE = Key("alice", "ssh-ed25519", PUB.split()[1], apps=("shop",))
 ADMIN = Key("root", "ssh-ed25519", "AAAA", admin=True)
 
@@ -48,7 +48,7 @@ def test_authorized_keys_keep_foreign_lines_and_refuse_duplicates():
     ("zdd status shop --json", Zdd(["status", "shop", "--json"])),
     ("/srv/zdd/bin/zdd env shop set 'A=x; rm -rf /'", Zdd(["env", "shop", "set", "A=x; rm -rf /"])),
     ("zdd run shop -- sh -c 'a && b'", Zdd(["run", "shop", "--", "sh", "-c", "a && b"])),
-    ("zdd apps", Zdd(["apps", "--only", "shop"])),
+    ("zdd apps", Zdd(["apps", "--only", "shop,shop--feature-login"])),
     ("zdd storage shop list", Zdd(["storage", "shop", "list"])),
     ("zdd db list shop", Zdd(["db", "list", "shop"])),
     ("zdd db connect shop postgres", Zdd(["db", "connect", "shop", "postgres"])),
@@ -56,6 +56,8 @@ def test_authorized_keys_keep_foreign_lines_and_refuse_duplicates():
     ("zdd backup shop --check", Zdd(["backup", "shop", "--check"])),
     ("zdd backups shop --json", Zdd(["backups", "shop", "--json"])),
     ("zdd limits shop", Zdd(["limits", "shop"])),
+    ("zdd previews shop", Zdd(["previews", "shop"])),
+    ("zdd logs shop--feature-login", Zdd(["logs", "shop--feature-login"])),
 ])
 def test_what_an_app_key_may_run(command, decision):
     assert decide(ALICE, command, ROOT, APPS) == decision
@@ -91,12 +93,14 @@ def test_what_an_app_key_may_run(command, decision):
     ("zdd restore shop", "for admin keys"),
     ("zdd db destroy shop postgres", "removing a database is for admin keys"),
     ("zdd db upgrade shop postgres 17", "upgrading a database"),
+    ("zdd previews shop on --domain '{branch}.shop.example.com'", "previews take host names"),
     ("zdd db list blog", "not allowed to use blog"),
     ("zdd db list", "needs one of this key's apps after the action"),
     ("zdd backup blog", "not allowed to use blog"),
     ("zdd limits shop web=none", "setting them is for admin keys"),
     ("zdd notify add https://example.com/hook", "for admin keys"),
     ("/usr/bin/zdd status shop", "'/usr/bin/zdd' is not allowed"),
+    ("zdd status blog--x", "not allowed to use blog--x"),
 ])
 def test_everything_else_is_refused(command, message):
     with pytest.raises(Refused, match=message.replace("(", r"\(").replace("$", r"\$")):
