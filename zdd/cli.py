@@ -182,7 +182,7 @@ def cmd_restart(server, args) -> int:
 
 
 def cmd_destroy(server, args) -> int:
-    from zdd import ops
+    from zdd import ops, preview_apps
     app, runtime = _app(server, args)
     if not args.yes:
         if not sys.stdin.isatty():
@@ -192,6 +192,8 @@ def cmd_destroy(server, args) -> int:
         if answer.strip() != args.app:
             emit("not destroyed")
             return 1
+    for preview in preview_apps.of_parent(server, app.name).values():  # they deploy from its repository
+        ops.destroy(preview, runtime, emit, with_storage=True)
     ops.destroy(app, runtime, emit, with_storage=args.storage)
     return 0
 
@@ -263,7 +265,7 @@ def cmd_previews(server, args) -> int:
     app, runtime = _app(server, args)
     if args.state is not None:
         given = {"domain": args.domain, "except": args.except_keys, "max": args.max, "days": args.days,
-                 "limit": args.limit}
+                 "limit": args.limit, "seed": args.seed_from_backup}
         if args.state == "off" and any(v is not None for v in given.values()):
             raise InvalidInput("zdd previews APP off takes no options")
         preview_apps.configure(app, args.state == "on", given, emit)
@@ -563,6 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--max", type=int, help="on: how many previews at most (default 5)")
     preview.add_argument("--days", type=float, help="on: remove a preview this many days after its last push (14)")
     preview.add_argument("--limit", help="on: memory and CPU of each preview container (default 512m,1cpu)")
+    preview.add_argument("--seed-from-backup", action=argparse.BooleanOptionalAction, default=None,
+                         help="on: a new preview's databases get the app's latest backup (else they start empty)")
     preview.add_argument("--json", action="store_true")
     mounts = command("storage", cmd_storage, "storage that survives deploys: add NAME:/path, list, remove NAME")
     mounts.add_argument("action", choices=["add", "list", "remove"])

@@ -8,7 +8,7 @@ import shutil
 from typing import Callable
 
 from zdd import app as apps
-from zdd import appenv, databases, deploy, install, ops, previews, state
+from zdd import appenv, backup_target, backups, databases, deploy, install, ops, previews, restore, state
 from zdd.errors import InvalidInput, ZddError
 
 Emit = Callable[[str], None]
@@ -35,11 +35,12 @@ def configure(parent, on: bool, given: dict, emit: Emit) -> None:
         emit(f"{parent.name}: previews off: no new ones; those there stay until their branch is deleted")
         return
     settings = previews.settings_from(current, given.get("domain"), parent.settings.domain, given.get("except"),
-                                      given.get("max"), given.get("days"), given.get("limit"))
+                                      given.get("max"), given.get("days"), given.get("limit"), given.get("seed"))
     previews.write(parent.dir, settings)
     emit(f"{parent.name}: previews on at {settings.pattern}: a pushed branch other than {parent.settings.branch} "
          f"gets its own app (at most {settings.max_count}, removed {settings.days:g} days after its last push, "
-         f"each container capped at {settings.limit})")
+         f"each container capped at {settings.limit}; databases "
+         f"{'from its latest backup' if settings.seed_from_backup else 'empty'})")
 
 
 def deploy_branch(parent, runtime, branch: str, sha: str, ref: str, emit: Emit) -> None:
@@ -73,10 +74,21 @@ def _create(parent, runtime, branch: str, existing: dict, emit: Emit):
         preview = apps.load(parent.server, name)
         for service in parent.services:
             databases.create(preview, runtime, service.kind, None, service.image, emit)
+        if settings.seed_from_backup and parent.services:
+            _seed(parent, apps.load(parent.server, name), runtime, emit)
     except BaseException:
         _remove_half_made(parent.server, runtime, name)
         raise
     return apps.load(parent.server, name)
+
+
+def _seed(parent, preview, runtime, emit: Emit) -> None:
+    try:
+        entry = backups.find_backup(parent, None)
+    except InvalidInput:
+        emit(f"    {parent.name} has no backup to fill the preview's databases from: they start empty")
+        return
+    restore.seed(backup_target.repository(parent), entry, preview, runtime, emit)
 
 
 def _env(parent, settings, address: str) -> dict[str, str]:

@@ -28,6 +28,7 @@ class Settings:
     max_count: int = DEFAULT_MAX
     days: float = DEFAULT_DAYS
     limit: str = DEFAULT_LIMIT
+    seed_from_backup: bool = False  # a new preview's databases: the parent's latest backup, else empty
 
 
 def read(app_dir: Path) -> Settings | None:
@@ -43,7 +44,8 @@ def write(app_dir: Path, settings: Settings) -> None:
 
 
 def settings_from(current: Settings | None, pattern: str | None, parent_domain: str, except_keys: str | None,
-                  max_count: int | None, days: float | None, limit: str | None) -> Settings:
+                  max_count: int | None, days: float | None, limit: str | None,
+                  seed_from_backup: bool | None = None) -> Settings:
     """`zdd previews APP on ...`: what was given, checked, over what was set before."""
     if pattern is None and current is None:
         raise InvalidInput("give the previews' address: zdd previews APP on --domain '{branch}.preview.example.com'")
@@ -53,7 +55,8 @@ def settings_from(current: Settings | None, pattern: str | None, parent_domain: 
              if max_count is not None else None,
              "days": _check_range(days, "--days must be more than 0 and at most 365", 1e-6, 365)
              if days is not None else None,
-             "limit": limits.parse_limit(limit, "--limit").as_text() if limit is not None else None}
+             "limit": limits.parse_limit(limit, "--limit").as_text() if limit is not None else None,
+             "seed_from_backup": seed_from_backup}
     base = dataclasses.asdict(current) if current else {}
     return Settings(**{**base, **{k: v for k, v in given.items() if v is not None}, "enabled": True})
 

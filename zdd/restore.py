@@ -51,6 +51,23 @@ def restore(app, runtime, backup_id: str | None, only: str | None, emit: Emit) -
     emit(f"restored {app.name} to backup {entry['id']}; the safety backup is {safety['id']}")
 
 
+def seed(repo, entry: dict, app, runtime, emit: Emit) -> None:
+    """Put the databases of ``entry`` (a backup of another app: a preview's parent) into the
+    app's own, new and empty ones; its storage items are not the app's and stay out."""
+    kinds = {s.kind for s in app.services}
+    for item in entry["items"]:
+        if item["item"] not in kinds:
+            continue
+        service = services.find(app.services, app.name, item["item"])
+        if item["item"] == "postgres":
+            container = backups.running_container(runtime.client, service)
+            _pipe_from(repo, item, pg_restore_argv(service, service.user, container.name, ["--no-privileges"]),
+                       "postgres")
+            emit(f"    postgres: filled from backup {entry['id']}")
+        else:
+            _put_in_place(repo, item, service, runtime, app, emit)
+
+
 def _target(app, item: Item):
     """What the item restores into, which must exist now: the service, or the storage mount."""
     if item.name.startswith("storage:"):
@@ -113,10 +130,10 @@ def _swap_postgres(client, service) -> None:
     psql(container, service, f'DROP DATABASE "{replaced}"')
 
 
-def pg_restore_argv(service, database: str, container: str) -> list[str]:
+def pg_restore_argv(service, database: str, container: str, extra: list[str] = ()) -> list[str]:
     return engine.exec_argv(container,
                             ["pg_restore", "-U", service.user, "-d", database, "--no-owner", "--exit-on-error",
-                             "--single-transaction"], stdin=True)
+                             "--single-transaction", *extra], stdin=True)
 
 
 def psql(container, service, sql: str, database: str = "postgres") -> str:

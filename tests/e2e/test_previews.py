@@ -4,16 +4,19 @@ lost, deleting the branch removes it; the parent under load loses nothing and Ca
 reloaded; the N+1th preview, a pattern outside the app's domain and a branch whose host is the
 parent's are refused in one line; the scheduler removes a stale preview."""
 
+import json
 import os
 
 import pytest
 
-from conftest import AppRepo, expect, pushed_live, wait_for
+from conftest import REPO, AppRepo, expect, pushed_live, run, wait_for
 from loadclient import KeepAliveClient
+from test_data import commit
 from test_host_routing import request
 
 pytestmark = pytest.mark.e2e
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+LEDGER = REPO / "tests" / "e2e" / "apps" / "ledger"
 
 
 def preview_containers(docker_client, app: str) -> list:
@@ -121,3 +124,53 @@ def test_branches_become_previews_at_their_own_hosts_and_go_with_their_branch(se
         server.timer_log()
     assert request(server, f"fix-1.{previews_host}", tls=True)[0] == 404
     assert server.zdd("previews", parent, "--json").stdout.strip() == "[]"
+
+
+def rows(server, host: str, add: str | None = None):
+    """The ledger app's rows at ``host`` on the shared HTTP site, after adding one if asked."""
+    url = f"http://127.0.0.1:{server.http_port}/rows" + (f"?body={add}" if add else "")
+    result = run(["curl", "-sS", "-f", "-H", f"Host: {host}", *(["-X", "POST"] if add else []), url])
+    assert result.returncode == 0, result.stderr
+    return None if add else json.loads(result.stdout)
+
+
+def test_a_preview_seeded_from_a_backup_has_the_apps_rows_and_writes_only_its_own(server, tmp_path, python_image,
+                                                                                  data_images, docker_client):
+    parent, host = f"pvdb{WORKER}", f"ledger{WORKER}.zdd.test"
+    assert server.install(parent, "--domain", f"http://{host}").returncode == 0
+    assert server.zdd("db", "create", parent, "postgres", "--image", "zdd-base/postgres:15").returncode == 0
+    repo = AppRepo(tmp_path / "work", server.repo(parent), template=LEDGER)
+    commit(repo, "v1")
+    pushed_live(repo.push("main"))
+    for body in ("a", "b"):
+        rows(server, host, add=body)
+    assert server.zdd("backup", parent).returncode == 0
+    rows(server, host, add="c")
+
+    on = server.zdd("previews", parent, "on", "--domain", f"http://{{branch}}.pvdb{WORKER}.zdd.test",
+                    "--seed-from-backup")
+    assert on.returncode == 0, on.stderr
+    expect(on.stdout, "databases from its latest backup")
+    repo.git("checkout", "-q", "-b", "try-it")
+    commit(repo, "try it")
+    pushed = repo.push("try-it")
+    expect(pushed.stderr, "postgres: filled from backup", "migrated: table rows is there",
+           f"Preview of try-it: http://try-it.pvdb{WORKER}.zdd.test")
+    preview_host = f"try-it.pvdb{WORKER}.zdd.test"
+    assert rows(server, preview_host) == ["a", "b"], "the parent's rows as backed up"
+    rows(server, preview_host, add="p")
+    assert rows(server, preview_host) == ["a", "b", "p"]
+    assert rows(server, host) == ["a", "b", "c"], "the parent's live data never touched"
+
+    gone = repo.push(":try-it")
+    expect(gone.stderr, "Removed the preview of try-it")
+    assert not docker_client.volumes.list(filters={"name": f"zdd-{parent}--try-it-postgres-data"})
+    assert rows(server, host) == ["a", "b", "c"]
+
+    repo.git("checkout", "-q", "-b", "left-over")
+    pushed_live(repo.push("left-over"))
+    destroyed = server.zdd("destroy", parent, "--yes", "--storage")
+    assert destroyed.returncode == 0, destroyed.stderr
+    expect(destroyed.stdout, f"{parent}--left-over destroyed", f"{parent} destroyed")
+    server.apps.remove(parent)
+    assert not [name for name in os.listdir(server.root / "apps") if name.startswith(parent)]

@@ -89,3 +89,10 @@ def test_branches_become_previews_only_while_on_and_a_deleted_branch_takes_its_p
     assert "other" in [u.short_name for u, _ in on.skipped], "a branch with no preview: nothing to remove"
     kept = plan_push([RefUpdate(SHA, "b" * 40, "refs/heads/old")], "main", preview_branches=frozenset({"old"}))
     assert [u.short_name for u in kept.previews] == ["old"], "previews off: an existing preview still updates"
+
+
+def test_seeding_from_a_backup_is_kept_until_turned_off():
+    first = previews.settings_from(None, "{branch}.p.example.com", "shop.example.com", None, None, None, None, True)
+    assert first.seed_from_backup
+    assert previews.settings_from(first, None, "shop.example.com", None, None, 3, None).seed_from_backup
+    assert not previews.settings_from(first, None, "shop.example.com", None, None, None, None, False).seed_from_backup
