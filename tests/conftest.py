@@ -12,7 +12,9 @@ LONGEST_FIRST = (
     "e2e/test_guardrails.py",
     "e2e/test_operations.py",
     "e2e/test_swarm_data.py",
+    "e2e/test_db_upgrade.py",
     "e2e/test_ssh.py",
+    "e2e/test_previews.py",
     "e2e/test_host_routing.py",
     "e2e/test_processes.py",
 )

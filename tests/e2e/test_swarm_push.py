@@ -203,6 +203,19 @@ def test_every_command_works_in_swarm_mode(lab, swarm_server, tmp_path):
                     interval=1)
     assert len(set(nodes_of(server, app))) == 2, "scaled up: the new task on another node"
 
+    assert server.zdd("previews", app, "on", "--domain", "http://{branch}.pv.swarm.test").returncode == 0
+    repo.git("checkout", "-q", "-b", "try", t1)
+    repo.commit("try")
+    previewed = repo.push("try")
+    assert "Preview of try: http://try.pv.swarm.test" in previewed.stderr, previewed.stderr
+    assert served(lab, server, "try.pv.swarm.test") == (200, "try")
+    assert [t["status"] for t in tasks(server, "tools--try")] == ["running"], "a preview runs one replica"
+    assert "Removed the preview of try" in repo.push(":try").stderr
+    assert served(lab, server, "try.pv.swarm.test")[0] == 404
+    with lab.manager() as manager:
+        assert not manager.services.list(filters={"name": "zdd-tools--try"})
+    repo.git("checkout", "-q", "main")
+
     assert server.zdd("storage", app, "add", "data:/data").returncode == 0
     restarted = server.zdd("restart", app)
     assert "storage, which lives on the manager" in restarted.stdout, restarted.stdout + restarted.stderr
