@@ -5,6 +5,7 @@ test processes (tests/run uses ``--dist loadfile``: a file's tests stay in one p
 # the run; the rest keep pytest's order. Durations from `tests/run --durations=0`.
 LONGEST_FIRST = (
     "e2e/test_swarm_push.py",
+    "e2e/test_swarm_commands.py",
     "e2e/test_data.py",
     "e2e/test_swarm_nodes.py",
     "e2e/test_faults.py",

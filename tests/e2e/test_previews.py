@@ -4,6 +4,7 @@ lost, deleting the branch removes it; the parent under load loses nothing and Ca
 reloaded; the N+1th preview, a pattern outside the app's domain and a branch whose host is the
 parent's are refused in one line; the scheduler removes a stale preview."""
 
+import hashlib
 import json
 import os
 
@@ -27,6 +28,7 @@ def test_branches_become_previews_at_their_own_hosts_and_go_with_their_branch(se
                                                                              data_images):
     parent, host = f"pv{WORKER}", f"shop{WORKER}.zdd.test"
     previews_host = f"pv{WORKER}.zdd.test"
+    fix = "feature-login-" + hashlib.sha256(b"FEATURE_login").hexdigest()[:6]
     assert server.install(parent, "--domain", f"http://{host}").returncode == 0
     repo = AppRepo(tmp_path / "work", server.repo(parent))
     repo.commit("main v1")
@@ -82,19 +84,19 @@ def test_branches_become_previews_at_their_own_hosts_and_go_with_their_branch(se
 
         over_https = server.zdd("previews", parent, "on", "--domain", f"{{branch}}.{previews_host}")
         assert over_https.returncode == 0, over_https.stderr
-        repo.git("checkout", "-q", "-b", "fix_1")
+        repo.git("checkout", "-q", "-b", "FEATURE_login")  # cleaned, it is feature/Login's label: hashed
         repo.commit("fix v1")
-        expect(repo.push("fix_1").stderr, f"Preview of fix_1: https://fix-1.{previews_host}")
-        assert request(server, f"fix-1.{previews_host}", tls=True) == (200, "fix v1"), "a certificate on demand"
-        assert request(server, f"fix-1.{previews_host}")[0] == 308, "plain HTTP redirects to HTTPS"
+        expect(repo.push("FEATURE_login").stderr, f"Preview of FEATURE_login: https://{fix}.{previews_host}")
+        assert request(server, f"{fix}.{previews_host}", tls=True) == (200, "fix v1"), "a certificate on demand"
+        assert request(server, f"{fix}.{previews_host}")[0] == 308, "plain HTTP redirects to HTTPS"
         repo.git("checkout", "-q", "-b", "third")
         repo.commit("third v1")
         third = repo.push("third")
-        expect(third.stderr, f"{parent} has 2 previews, its most (feature/Login, fix_1)")
+        expect(third.stderr, f"{parent} has 2 previews, its most (FEATURE_login, feature/Login)")
         assert server.server_ref(parent, "refs/heads/third") is None, "refused: the ref is not kept, a re-push retries"
 
         listed = server.zdd("previews", parent).stdout
-        expect(listed, "feature/Login", f"http://{login}", "fix_1", f"https://fix-1.{previews_host}")
+        expect(listed, "feature/Login", f"http://{login}", "FEATURE_login", f"https://{fix}.{previews_host}")
 
         gone = repo.push(":feature/Login")
         expect(gone.stderr, f"Removed the preview of feature/Login ({parent}--feature-login)")
@@ -119,10 +121,10 @@ def test_branches_become_previews_at_their_own_hosts_and_go_with_their_branch(se
     assert server.caddy_loads() == loads_before, "previews came and went without a reload"
 
     assert server.zdd("previews", parent, "on", "--days", "0.00001").returncode == 0  # under a second
-    removed = f"{parent}--fix-1: removed, the preview of fix_1 had no push for"
+    removed = f"{parent}--{fix}: removed, the preview of FEATURE_login had no push for"
     assert wait_for(lambda: removed in server.zdd("backup-due").stdout + server.timer_log(), timeout=30, interval=1), \
         server.timer_log()
-    assert request(server, f"fix-1.{previews_host}", tls=True)[0] == 404
+    assert request(server, f"{fix}.{previews_host}", tls=True)[0] == 404
     assert server.zdd("previews", parent, "--json").stdout.strip() == "[]"
 
 
