@@ -45,8 +45,17 @@ def configure(parent, on: bool, given: dict, emit: Emit) -> None:
 
 def deploy_branch(parent, runtime, branch: str, sha: str, ref: str, emit: Emit) -> None:
     existing = of_parent(parent.server, parent.name)
-    preview = existing.get(branch) or _create(parent, runtime, branch, existing, emit)
-    deploy.deploy(preview, runtime, sha, ref, emit)
+    preview = existing.get(branch)
+    if preview is not None:
+        deploy.deploy(preview, runtime, sha, ref, emit)
+    else:
+        preview = _create(parent, runtime, branch, existing, emit)
+        try:
+            deploy.deploy(preview, runtime, sha, ref, emit)
+        except Exception:  # a preview that never served is not kept: it would hold a place until it goes stale
+            ops.destroy(preview, runtime, lambda line: None, with_storage=True)
+            emit(f"==> Removed the new preview {preview.name}: its first deploy failed (above); push again to retry")
+            raise
     emit(f"==> Preview of {branch}: {previews.url(preview.settings.domain)}")
 
 

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from conftest import REPO, AppRepo, expect, pushed_live, run, wait_for
+from conftest import REPO, AppRepo, app_dockerfile, expect, pushed_live, run, wait_for
 from loadclient import KeepAliveClient
 from test_data import commit
 from test_host_routing import request
@@ -107,6 +107,13 @@ def test_branches_become_previews_at_their_own_hosts_and_go_with_their_branch(se
         assert server.server_ref(parent, "refs/heads/feature/Login") is None
         assert not (server.root / "apps" / f"{parent}--feature-login").exists()
         assert (server.root / f"{parent}.git" / "HEAD").exists(), "the parent's repository stays"
+
+        repo.git("checkout", "-q", "-b", "broken")
+        repo.commit("broken", dockerfile=app_dockerfile(healthcheck="fail"))
+        broken = repo.push("broken")
+        expect(broken.stderr, "did not get healthy", f"Removed the new preview {parent}--broken")
+        assert [row["branch"] for row in json.loads(server.zdd("previews", parent, "--json").stdout)] == \
+            ["FEATURE_login"], "a preview that never served takes no place"
 
         at_base = server.zdd("previews", parent, "on", "--domain", "http://{branch}.zdd.test")
         assert at_base.returncode == 0, at_base.stderr
