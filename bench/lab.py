@@ -175,8 +175,9 @@ class SwarmZddServer(ZddServer):
 class WorkingCopy:
     """The developer's clone of the test app, with `production` pointing at zdd's bare repo."""
 
-    def __init__(self, path: Path, remote: Path, start_delay: float, ignore_term: bool):
+    def __init__(self, path: Path, remote: Path, start_delay: float, ignore_term: bool, health_interval: str = "1s"):
         self.path, self.start_delay, self.ignore_term = path, start_delay, ignore_term
+        self.health_interval = health_interval
         path.mkdir(parents=True)
         self.commits = 0
         self.git("init", "-q", "-b", "main")
@@ -193,7 +194,7 @@ class WorkingCopy:
     def commit(self, body: str, healthy: bool = True) -> str:
         """A new commit serving ``body``: a new SHA, so zdd builds (from Docker's layer cache)."""
         self.commits += 1
-        testapp.write(self.path, body, self.start_delay, self.ignore_term, healthy)
+        testapp.write(self.path, body, self.start_delay, self.ignore_term, healthy, self.health_interval)
         (self.path / "REVISION").write_text(f"{self.commits}\n")  # not copied into the image
         self.git("add", "-A")
         self.git("commit", "-q", "-m", f"{body} (commit {self.commits})")

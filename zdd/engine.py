@@ -3,6 +3,7 @@
 import dataclasses
 import io
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -247,6 +248,20 @@ def get_container(client, name_or_id: str | None):
         return client.containers.get(name_or_id)
     except docker.errors.NotFound:
         return None
+
+
+def listed_containers(client) -> list[dict]:
+    """Every zdd container as `docker ps -a` lists it (labels, state, status text): one API
+    call, where a Container object per container costs an inspect each."""
+    return client.api.containers(all=True, filters={"label": "zdd.app"})
+
+
+def listed_health(listed: dict) -> str:
+    """The health word of a listed container: its health check's, else its state."""
+    found = re.search(r"\((healthy|unhealthy|health: starting)\)", listed.get("Status") or "")
+    if found:
+        return found.group(1).replace("health: ", "")
+    return listed.get("State") or "unknown"
 
 
 def app_containers(client, app: str, **labels: str) -> list:

@@ -21,9 +21,10 @@ def overview(server, runtime) -> list[dict]:
     rows = []
     image_bytes = engine.image_bytes_by_app(runtime.client)
     volume_bytes = engine.volume_sizes(runtime.client)
-    for name in server.app_names():
-        app = apps.load(server, name)
-        live = app.live()
+    loaded = [(app, app.live()) for app in (apps.load(server, name) for name in server.app_names())]
+    summaries = runtime.summaries([(app, live) for app, live in loaded if live])
+    for app, live in loaded:
+        name = app.name
         volumes = [m.source for m in app.mounts if m.kind == "volume"] + [s.volume for s in app.services]
         row = {"app": name, "domain": app.settings.domain, "sha": None, "ref": None,
                "age_seconds": None, "upstream": None, "health": "not deployed", "processes": {},
@@ -32,7 +33,7 @@ def overview(server, runtime) -> list[dict]:
         if live:
             row.update(sha=live["sha"], ref=live["ref"], upstream=live["upstream"],
                        age_seconds=int(time.time() - retention.epoch(live["deployed_at"])))
-            row["health"], row["processes"] = runtime.summary(app, live)
+            row["health"], row["processes"] = summaries[name]
         rows.append(row)
     return rows
 

@@ -111,7 +111,7 @@ def test_branches_become_previews_at_their_own_hosts_and_go_with_their_branch(se
         repo.git("checkout", "-q", "-b", "broken")
         repo.commit("broken", dockerfile=app_dockerfile(healthcheck="fail"))
         broken = repo.push("broken")
-        expect(broken.stderr, "did not get healthy", f"Removed the new preview {parent}--broken")
+        expect(broken.stderr, "HEALTHCHECK reports unhealthy", f"Removed the new preview {parent}--broken")
         assert [row["branch"] for row in json.loads(server.zdd("previews", parent, "--json").stdout)] == \
             ["FEATURE_login"], "a preview that never served takes no place"
 

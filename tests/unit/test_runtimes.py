@@ -42,3 +42,20 @@ def test_the_runtime_is_read_in_one_place_only():
     readers = [path.relative_to(package).as_posix() for path in package.rglob("*.py")
                if "server.runtime" in path.read_text()]
     assert readers == ["runtimes/__init__.py"]
+
+
+def test_zdd_apps_reads_health_and_counts_from_one_listing_of_the_containers():
+    from zdd import engine
+    from zdd.runtimes.single import _summary
+    listed = [
+        {"Id": "w1", "State": "running", "Status": "Up 3 minutes (healthy)", "Labels": {"zdd.process": "web", "zdd.deploy": "d1"}},
+        {"Id": "k1", "State": "running", "Status": "Up 3 minutes", "Labels": {"zdd.process": "worker", "zdd.deploy": "d1"}},
+        {"Id": "k2", "State": "exited", "Status": "Exited (1) 1 minute ago", "Labels": {"zdd.process": "worker", "zdd.deploy": "d1"}},
+        {"Id": "k0", "State": "running", "Status": "Up 1 hour", "Labels": {"zdd.process": "worker", "zdd.deploy": "d0"}},
+        {"Id": "r1", "State": "running", "Status": "Up 1 second", "Labels": {"zdd.process": "run", "zdd.deploy": "d1"}},
+    ]
+    assert _summary({"container_id": "w1", "deploy_id": "d1"}, listed) == ("healthy", {"web": 1, "worker": 1})
+    assert _summary({"container_id": "gone", "deploy_id": "d1"}, listed)[0] == "container missing"
+    assert engine.listed_health({"State": "running", "Status": "Up 2 seconds (health: starting)"}) == "starting"
+    assert engine.listed_health({"State": "running", "Status": "Up 2 minutes (unhealthy)"}) == "unhealthy"
+    assert engine.listed_health({"State": "exited", "Status": "Exited (0) 2 minutes ago"}) == "exited"

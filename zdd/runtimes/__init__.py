@@ -32,8 +32,8 @@ class Runtime(Protocol):
     def process_table(self, app, live: dict, wanted: dict[str, int]) -> dict[str, dict]:
         """Each declared process: command, overlap, count wanted, and its containers or tasks."""
 
-    def summary(self, app, live: dict) -> tuple[str, dict[str, int]]:
-        """For `zdd apps`: a health word, and how many of each process run."""
+    def summaries(self, lives: list[tuple]) -> dict[str, tuple[str, dict[str, int]]]:
+        """For `zdd apps`, per (app, live) pair: a health word, and how many of each process run."""
 
     def status_lines(self, app, live: dict, table: dict[str, dict]) -> list[str]:
         """`zdd status` in words."""

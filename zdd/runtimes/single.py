@@ -32,12 +32,10 @@ class SingleServer(RuntimeBase):
                                "containers": [_container_row(c) for c in group.get(process.name, [])]}
                 for process in processes.declared_in(live)}
 
-    def summary(self, app, live: dict) -> tuple[str, dict[str, int]]:
-        health = _health_word(engine.get_container(self.client, live.get("container_id")))
-        counts = {processes.WEB: 1}
-        for name, group in generation.of_generation(self.client, app.name, live.get("deploy_id")).items():
-            counts[name] = sum(1 for c in group if c.status == "running")
-        return health, counts
+    def summaries(self, lives: list[tuple]) -> dict[str, tuple[str, dict[str, int]]]:
+        listed = engine.listed_containers(self.client) if lives else []
+        return {app.name: _summary(live, [c for c in listed if c["Labels"].get("zdd.app") == app.name])
+                for app, live in lives}
 
     def status_lines(self, app, live: dict, table: dict[str, dict]) -> list[str]:
         lines = [f"  container {live['container']} -> {live['upstream']}, image {live['image'][:60]}"]
@@ -175,11 +173,17 @@ def _container_row(container) -> dict:
     return {"name": container.name, "status": now["status"], "health": now["health"]}
 
 
-def _health_word(container) -> str:
-    if container is None:
-        return "container missing"
-    now = engine.state(container)
-    return now["health"] or now["status"]
+def _summary(live: dict, listed: list[dict]) -> tuple[str, dict[str, int]]:
+    """The live web container's health word and the running count of each process of its
+    generation, from the listing of the app's containers."""
+    web = next((c for c in listed if c["Id"] == live.get("container_id")), None)
+    counts = {processes.WEB: 1}
+    for container in listed:
+        process = container["Labels"].get("zdd.process")
+        if container["Labels"].get("zdd.deploy") == live.get("deploy_id") and live.get("deploy_id") and \
+                process not in (processes.WEB, processes.RELEASE, processes.RUN):
+            counts[process] = counts.get(process, 0) + (container["State"] == "running")
+    return (engine.listed_health(web) if web else "container missing"), counts
 
 
 def _pump_prefixed(container, follow: bool, tail: int, prefix: str, lines: queue.Queue) -> None:

@@ -220,7 +220,10 @@ class Swarm(RuntimeBase):
                 "rolling": [_task_row(service_name, t) for t in swarm.outdated(service, found)] if service else []}
         return rows
 
-    def summary(self, app, live: dict) -> tuple[str, dict[str, int]]:
+    def summaries(self, lives: list[tuple]) -> dict[str, tuple[str, dict[str, int]]]:
+        return {app.name: self._summary(app, live) for app, live in lives}
+
+    def _summary(self, app, live: dict) -> tuple[str, dict[str, int]]:
         table = self.process_table(app, live, processes.desired(processes.declared_in(live), app.scale, self.web_scales))
         counts = {name: _running(row) for name, row in table.items()}
         web = table.get(processes.WEB)
