@@ -69,14 +69,15 @@ def add_app(server, folder: Path, app: str) -> lab.WorkingCopy:
 
 def measure(server, copy: lab.WorkingCopy, app: str, repeat: int) -> dict:
     print(f"measuring {app} beside {len(json.loads(server.zdd('apps', '--json')))} app(s)", flush=True)
-    overheads, pushes = [], []
+    overheads, pushes, zdd_steps = [], [], []
     for n in range(3):
         copy.commit(f"{app} v{n}")
         started = time.monotonic()
         copy.push("main")
         pushes.append(time.monotonic() - started)
         steps = server.last_deploy(app)["steps"]
-        overheads.append(sum(s for name, s in steps.items() if name not in APP_STEPS))
+        zdd_steps.append({name: s for name, s in steps.items() if name not in APP_STEPS})
+        overheads.append(sum(zdd_steps[-1].values()))
     latencies = request_times(server, f"{app}.scale.test", 500)
     return {
         "push_s": median(pushes), "overhead_s": median(overheads),
@@ -85,6 +86,7 @@ def measure(server, copy: lab.WorkingCopy, app: str, repeat: int) -> dict:
         "request_p50_ms": round(statistics.median(latencies) * 1000, 2),
         "request_p99_ms": round(statistics.quantiles(latencies, n=100)[98] * 1000, 2),
         "caddy_rss_mb": caddy_rss_mb(server),
+        "zdd_steps_s": {name: median(s[name] for s in zdd_steps) for name in zdd_steps[0]},
     }
 
 
@@ -149,6 +151,8 @@ def markdown(figures: dict, args) -> str:
              f"| figure | 1 app | {args.apps} apps | target |", "|---|---|---|---|"]
     for label, key, outcome in rows:
         lines.append(f"| {label} | {one[key]} | {many[key]} | {outcome or '-'} |")
+    lines += ["", "zdd's steps in that push, median s (1 app -> many): " + ", ".join(
+        f"{name} {one['zdd_steps_s'][name]} -> {many['zdd_steps_s'].get(name)}" for name in one["zdd_steps_s"])]
     return "\n".join(lines) + "\n"
 
 

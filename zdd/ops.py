@@ -20,12 +20,14 @@ def overview(server, runtime) -> list[dict]:
     """One row per app: live SHA and ref, age, upstream, health, and how many of each process run."""
     rows = []
     image_bytes = engine.image_bytes_by_app(runtime.client)
-    volume_bytes = engine.volume_sizes(runtime.client)
     loaded = [(app, app.live()) for app in (apps.load(server, name) for name in server.app_names())]
+    volumes_of = {app.name: [m.source for m in app.mounts if m.kind == "volume"] + [s.volume for s in app.services]
+                  for app, _ in loaded}
+    # Docker sizes volumes only with `docker system df`, which sizes every container too: asked only if needed
+    volume_bytes = engine.volume_sizes(runtime.client) if any(volumes_of.values()) else {}
     summaries = runtime.summaries([(app, live) for app, live in loaded if live])
     for app, live in loaded:
-        name = app.name
-        volumes = [m.source for m in app.mounts if m.kind == "volume"] + [s.volume for s in app.services]
+        name, volumes = app.name, volumes_of[app.name]
         row = {"app": name, "domain": app.settings.domain, "sha": None, "ref": None,
                "age_seconds": None, "upstream": None, "health": "not deployed", "processes": {},
                "images_bytes": image_bytes.get(name, 0),
