@@ -189,7 +189,8 @@ def _switch_and_restart(app, runtime, current, to, emit: Emit) -> None:
     if app.live() is None:
         return
     try:
-        ops.restart(dataclasses.replace(app), runtime, emit, lock_held=True)
+        fresh = dataclasses.replace(app)  # an App reads its env and services once: these just changed
+        ops.restart(fresh, runtime, emit, lock_held=True)
     except ZddError:
         _switch(app, to, current, lambda line: None)
         raise
