@@ -22,6 +22,7 @@ FIRST_LOOK = 600
 OVERLAP = 30                         # seconds read again for context: a stop's kill before the cursor
 LOOP_COUNT, LOOP_SECONDS = 5, 300    # this many crashes of one process in this long: a crash loop
 ONE_OFF = {processes.RELEASE, processes.RUN}
+OOM_NEAR = 5                         # seconds between a container's oom and die events
 
 
 def crashes_in(events: list[dict], since: float, restarting: Callable[[str], bool]) -> list[dict]:
@@ -32,23 +33,22 @@ def crashes_in(events: list[dict], since: float, restarting: Callable[[str], boo
     has a ``destroy`` instead, and is none."""
     found = []
     told_to_stop: set[str] = set()
-    out_of_memory: set[str] = set()
+    ooms = [(e.get("id"), e["time"]) for e in events if (e.get("Action") or e.get("status")) == "oom"]
     for index, event in enumerate(events):
         action, container = event.get("Action") or event.get("status"), event.get("id")
         attributes = (event.get("Actor") or {}).get("Attributes") or {}
         if action == "start":
             told_to_stop.discard(container)
-            out_of_memory.discard(container)
         elif action == "kill":
             told_to_stop.add(container)
-        elif action == "oom":
-            out_of_memory.add(container)
         elif (action == "die" and container not in told_to_stop and event["time"] >= since
               and attributes.get("zdd.app") and attributes.get("zdd.process") not in ONE_OFF | {None}):
             after = next((e.get("Action") for e in events[index + 1:]
                           if e.get("id") == container and e.get("Action") in ("start", "destroy")), None)
             if after == "start" or (after is None and restarting(container)):
-                found.append(_record(event, attributes, container in out_of_memory))
+                # Docker sends the oom event just before or just after the die, in either order
+                oom = any(oom_id == container and abs(at - event["time"]) <= OOM_NEAR for oom_id, at in ooms)
+                found.append(_record(event, attributes, oom))
     return found
 
 
@@ -57,7 +57,15 @@ def _record(event: dict, attributes: dict, oom: bool) -> dict:
     code = int(attributes.get("exitCode") or 0)
     return {"at": at, "app": attributes["zdd.app"], "process": attributes["zdd.process"],
             "container": attributes.get("name"), "sha": attributes.get("zdd.sha"), "exit_code": code,
-            "oom": oom, "reason": "killed: out of memory" if oom else f"exited with code {code}"}
+            "oom": oom, "reason": _reason(code, oom)}
+
+
+def _reason(code: int, oom: bool) -> str:
+    if oom:
+        return "killed: out of memory"
+    if code == 137:  # SIGKILL, and no one asked Docker to stop it: the kernel's OOM killer, nearly always
+        return "exited with code 137 (killed by SIGKILL: out of memory, most likely)"
+    return f"exited with code {code}"
 
 
 def in_a_loop(crashes: list[dict], process: str, now: datetime.datetime) -> bool:

@@ -61,6 +61,16 @@ def test_an_oom_kill_restarted_by_docker_is_a_crash_a_stop_or_a_failed_candidate
         ("zdd-shop-c1", 137, "killed: out of memory"), ("zdd-shop-c5", 2, "exited with code 2")]
 
 
+def test_an_oom_event_just_after_its_die_still_names_the_cause_and_a_lone_sigkill_is_named_too():
+    events = [event("die", "c1", 100, exitCode="137"), event("oom", "c1", 101), event("start", "c1", 101),
+              event("die", "c2", 200, exitCode="137"), event("start", "c2", 201),
+              event("oom", "c3", 100), event("die", "c3", 300, exitCode="137"), event("start", "c3", 301)]
+    found = crashes.crashes_in(events, since=0, restarting=lambda container: False)
+    assert [c["oom"] for c in found] == [True, False, False]
+    assert found[0]["reason"] == "killed: out of memory"
+    assert "out of memory, most likely" in found[1]["reason"], "137 with no stop asked for: SIGKILL"
+
+
 def test_five_crashes_in_five_minutes_are_a_loop():
     now = datetime.datetime(2026, 12, 7, 12, 0, tzinfo=datetime.timezone.utc)
     at = [(now - datetime.timedelta(seconds=s)).isoformat() for s in (10, 60, 120, 200, 290, 400)]
