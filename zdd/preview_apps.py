@@ -3,6 +3,7 @@ deployed like any app at each push, removed when the branch is deleted or goes s
 preview shares its parent's repository and nothing else: its own env (the parent's, minus
 `--except` keys and the parent's database URLs), its own empty databases, its own storage."""
 
+import dataclasses
 import datetime
 import shutil
 from typing import Callable
@@ -31,7 +32,7 @@ def configure(parent, on: bool, given: dict, emit: Emit) -> None:
         if current is None or not current.enabled:
             emit(f"{parent.name}: previews were off")
             return
-        previews.write(parent.dir, previews.Settings(**{**current.__dict__, "enabled": False}))
+        previews.write(parent.dir, dataclasses.replace(current, enabled=False))
         emit(f"{parent.name}: previews off: no new ones; those there stay until their branch is deleted")
         return
     settings = previews.settings_from(current, given.get("domain"), parent.settings.domain, given.get("except"),

@@ -33,9 +33,10 @@ class SingleServer(RuntimeBase):
                 for process in processes.declared_in(live)}
 
     def summaries(self, lives: list[tuple]) -> dict[str, tuple[str, dict[str, int]]]:
-        listed = engine.listed_containers(self.client) if lives else []
-        return {app.name: _summary(live, [c for c in listed if c["Labels"].get("zdd.app") == app.name])
-                for app, live in lives}
+        by_app: dict[str, list[dict]] = {}
+        for container in engine.listed_containers(self.client) if lives else []:
+            by_app.setdefault(container["Labels"].get("zdd.app"), []).append(container)
+        return {app.name: _summary(live, by_app.get(app.name, [])) for app, live in lives}
 
     def status_lines(self, app, live: dict, table: dict[str, dict]) -> list[str]:
         lines = [f"  container {live['container']} -> {live['upstream']}, image {live['image'][:60]}"]
