@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from conftest import REPO, AppRepo, Server, expect, http_get, pushed_live
@@ -138,6 +139,48 @@ def test_other_apps_come_and_go_without_touching_a_loaded_app(host_server, tmp_p
         for number, ws in enumerate(sockets):
             ws.send(f"still there {number}")
             assert ws.recv(timeout=5) == f"A1: still there {number}", "every WebSocket stays open"
+
+
+def test_a_push_with_websockets_open_drains_requests_then_the_app_closes_its_sockets(host_server, tmp_path):
+    """Caddy counts WebSockets apart from ordinary requests: the drain waits for the requests
+    only, then the old container's SIGTERM lets the app close its sockets (1001), and the
+    clients reconnect to the new version. With the sockets counted, the drain would wait
+    out drain_timeout and say so."""
+    server = host_server
+    (app,) = app_names("ws")
+    assert server.install(app, "--domain", f"http://{app}.test").returncode == 0
+    repo = wsecho_repo(server, app, tmp_path / "ws")
+    repo.write("zdd.toml", "watch_seconds = 0.5\ndrain_timeout = 60\n")
+    repo.git("commit", "-qam", "A1 with a long drain_timeout")
+    pushed_live(repo.push("main"))
+    opened = contextlib.ExitStack()
+    sockets = [opened.enter_context(websocket(server, f"{app}.test")) for _ in range(3)]
+    for ws in sockets:
+        ws.send("hello")
+        assert ws.recv(timeout=5) == "A1: hello"
+    clients = [KeepAliveClient(f"http://127.0.0.1:{server.http_port}", retrying=False, host_header=f"{app}.test")
+               for _ in range(2)]
+    for client in clients:
+        client.start()
+    try:
+        repo.write("VERSION", "A2\n")
+        repo.git("commit", "-qam", "A2")
+        pushed = repo.push("main")
+    finally:
+        for client in clients:
+            client.stop()
+    pushed_live(pushed)
+    assert "still in flight" not in pushed.stderr, pushed.stderr
+    for client in clients:
+        assert client.requests > 10 and client.failures == [], client.failures[:5]
+    with opened:
+        for ws in sockets:
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001, closed.value
+    with websocket(server, f"{app}.test") as again:
+        again.send("hello")
+        assert again.recv(timeout=5) == "A2: hello", "the client reconnects to the new version"
 
 
 def test_unknown_and_not_yet_deployed_hosts_are_never_proxied_and_get_no_certificate(host_server):

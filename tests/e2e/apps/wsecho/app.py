@@ -1,5 +1,6 @@
 """The routing tests' app: its version at /, and a WebSocket at /ws that echoes each text
-message with the version in front (RFC 6455, standard library only)."""
+message with the version in front (RFC 6455, standard library only). On SIGTERM it closes
+every WebSocket with 1001 (going away), as a well-behaved app does, then exits."""
 
 import base64
 import hashlib
@@ -7,10 +8,13 @@ import http.server
 import signal
 import struct
 import sys
+import threading
 
 VERSION = open("/app/VERSION").read().strip()
 ACCEPT_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
+GOING_AWAY = struct.pack("!H", 1001)
+OPEN_SOCKETS: set = set()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -19,7 +23,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/ws" and self.headers.get("Upgrade", "").lower() == "websocket":
             self.upgrade()
-            self.echo()
+            self.sending = threading.Lock()
+            OPEN_SOCKETS.add(self)
+            try:
+                self.echo()
+            finally:
+                OPEN_SOCKETS.discard(self)
             self.close_connection = True  # the socket was the WebSocket's: nothing follows
             return
         body = VERSION.encode()
@@ -64,12 +73,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def send_frame(self, opcode: int, data: bytes):
         size = len(data)
         header = bytes([0x80 | opcode, size]) if size < 126 else bytes([0x80 | opcode, 126]) + struct.pack("!H", size)
-        self.wfile.write(header + data)
-        self.wfile.flush()
+        with self.sending:
+            self.wfile.write(header + data)
+            self.wfile.flush()
 
     def log_message(self, *args):
         pass
 
 
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+def going_away(*_):
+    for handler in list(OPEN_SOCKETS):
+        try:
+            handler.send_frame(CLOSE, GOING_AWAY)
+        except OSError:
+            pass
+    sys.exit(0)
+
+
+signal.signal(signal.SIGTERM, going_away)
 http.server.ThreadingHTTPServer(("0.0.0.0", 8000), Handler).serve_forever()
