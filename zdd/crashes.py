@@ -60,6 +60,38 @@ def _record(event: dict, attributes: dict, oom: bool) -> dict:
             "oom": oom, "reason": _reason(code, oom)}
 
 
+def crashes_not_in_events(restarted: list[dict], since: float, found: list[dict]) -> list[dict]:
+    """When Docker's event log no longer reaches back to ``since``: one crash for each
+    container Docker restarted since then (its last start or exit is later) that the events
+    read did not show, from the container's own state (its last exit). ``restarted``:
+    engine.restarted_app_containers."""
+    seen = {crash["container"] for crash in found}
+    missed = []
+    for container in restarted:
+        labels = container["labels"]
+        if labels.get("zdd.process") in ONE_OFF | {None} or container["name"] in seen:
+            continue
+        exited, started = _timestamp(container["finished_at"]), _timestamp(container["started_at"])
+        if max(exited, started) < since:
+            continue
+        record = {"at": state.iso(exited or started), "app": labels["zdd.app"], "process": labels["zdd.process"],
+                  "container": container["name"], "sha": labels.get("zdd.sha"),
+                  "exit_code": int(container["exit_code"] or 0), "oom": container["oom_killed"]}
+        record["reason"] = (f"{_reason(record['exit_code'], record['oom'])} (Docker's event log had moved "
+                            f"on: the last of {container['restarts']} restart(s))")
+        missed.append(record)
+    return missed
+
+
+def _timestamp(text: str | None) -> float:
+    """Docker's RFC 3339 time (nanoseconds, Z) as seconds; 0 for none or Docker's zero time."""
+    if not text or text.startswith("0001-"):
+        return 0.0
+    whole, _, fraction = text.rstrip("Z").partition(".")
+    moment = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp() + float(f"0.{fraction or 0}")
+
+
 def _reason(code: int, oom: bool) -> str:
     if oom:
         return "killed: out of memory"
@@ -79,11 +111,12 @@ def read(app_dir: Path) -> list[dict]:
     return state.read_jsonl(app_dir / CRASH_FILE)
 
 
-def collect(server, read_events, restarting) -> list[dict]:
+def collect(server, read_events, restarting, restarted) -> list[dict]:
     """Read Docker's events since the last read, keep each new crash in its app's folder;
     return them. ``read_events(since, until)``: the decoded container events of zdd's apps
-    (see crashes_in for ``restarting``). Whoever holds the lock reads; the others go on
-    with what is recorded."""
+    and whether they are all (see crashes_in for ``restarting``); when not, ``restarted()``
+    (see crashes_not_in_events) fills the gap. Whoever holds the lock reads; the others go
+    on with what is recorded."""
     watch_dir = server.root / WATCH_DIR
     watch_dir.mkdir(exist_ok=True)
     with state.lock_if_free(watch_dir, LOCK) as free:
@@ -92,7 +125,10 @@ def collect(server, read_events, restarting) -> list[dict]:
         cursor_path = watch_dir / CURSOR_FILE
         now = datetime.datetime.now(datetime.timezone.utc).timestamp()
         since = _cursor(cursor_path, now)
-        found = crashes_in(read_events(since - OVERLAP, now), since, restarting)
+        events, complete = read_events(since - OVERLAP, now)
+        found = crashes_in(events, since, restarting)
+        if not complete:
+            found += crashes_not_in_events(restarted(), since, found)
         for crash in found:
             _keep(server.app_dir(crash["app"]), crash)
         state.write_json_atomic(cursor_path, {"until": now})

@@ -79,14 +79,41 @@ def update_limit(container, limit) -> str | None:
     return None
 
 
-def app_events(client, since: float, until: float) -> list[dict]:
-    """Docker's container events of zdd's apps between two times, oldest first."""
-    stream = client.events(since=since, until=until, decode=True,
-                           filters={"type": "container", "label": "zdd.app"})
+EVENTS_KEPT = 256  # dockerd answers `since` from the last 256 events it keeps, of every kind
+
+
+def app_events(client, since: float, until: float) -> tuple[list[dict], bool]:
+    """Docker's container events of zdd's apps between two times, oldest first, and whether
+    that is all of them. Not all when the engine kept none from before ``since``: every
+    health check's exec alone is three events, so a busy engine forgets within seconds."""
+    stream = client.events(since=since, until=until, decode=True)
     try:
-        return list(stream)
+        every = list(stream)
     finally:
         stream.close()
+    mine = [e for e in every if e.get("Type") == "container"
+            and ((e.get("Actor") or {}).get("Attributes") or {}).get("zdd.app")]
+    return mine, len(every) < EVENTS_KEPT - 16  # a few may have come after ``until``
+
+
+def restarted_app_containers(client) -> list[dict]:
+    """What Docker says of each zdd container it has restarted (running or about to be):
+    the states that tell a crash the event log no longer holds."""
+    found = []
+    for listed in listed_containers(client):
+        if listed.get("State") not in ("running", "restarting"):
+            continue
+        try:
+            attrs = client.api.inspect_container(listed["Id"])
+        except docker.errors.NotFound:
+            continue
+        if attrs.get("RestartCount"):
+            raw = attrs.get("State") or {}
+            found.append({"id": attrs["Id"], "name": attrs["Name"].lstrip("/"), "labels": attrs["Config"]["Labels"],
+                          "restarts": attrs["RestartCount"], "started_at": raw.get("StartedAt"),
+                          "finished_at": raw.get("FinishedAt"), "exit_code": raw.get("ExitCode", 0),
+                          "oom_killed": bool(raw.get("OOMKilled"))})
+    return found
 
 
 def is_restarting(client, container_id: str) -> bool:

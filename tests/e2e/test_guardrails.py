@@ -154,6 +154,7 @@ def limited_app_crashes_and_is_reported(server, app, site, repo, docker_client):
     worker, = docker_client.containers.list(filters={"label": [f"zdd.app={app}", "zdd.process=worker"]})
     assert worker.attrs["HostConfig"]["Memory"] == worker.attrs["HostConfig"]["MemorySwap"] == 32 * MB
     assert wait_for(lambda: len(server.status(app)["crashes"]) >= 5, timeout=90, interval=1), server.status(app)
+    crash_seen_after_dockers_event_log_moved_on(server, app, worker, web)
     status = server.zdd("status", app)
     expect(status.stdout, "worker crashed", "restarted by Docker", "killed: out of memory", "CRASH LOOP: worker",
            "limits: web=64m,0.5cpu, worker=32m")
@@ -170,6 +171,21 @@ def limited_app_crashes_and_is_reported(server, app, site, repo, docker_client):
     assert [c.failures for c in clients] == [[], []] and sum(c.requests for c in clients) > 20
     assert http_get(site) == (200, "v1")
     assert not [c for c in server.status(app)["crashes"] if c["process"] == "web"], "web never crashed"
+
+
+def crash_seen_after_dockers_event_log_moved_on(server, app, worker, web):
+    """dockerd answers from its last 256 events only: a crash followed by 300 other events
+    (health checks make as many on a busy server within seconds) is told by the
+    container's own state."""
+    before = len(server.status(app)["crashes"])
+    worker.reload()
+    restarts = worker.attrs["RestartCount"]
+    assert wait_for(lambda: worker.reload() or worker.attrs["RestartCount"] > restarts, timeout=60, interval=0.5)
+    for _ in range(300):  # an exec created (never started) is one event
+        web.client.api.exec_create(web.id, ["/bin/busybox", "true"])
+    seen = server.status(app)["crashes"]
+    assert len(seen) > before, seen
+    assert "Docker's event log had moved on" in seen[-1]["reason"], seen[-1]
 
 
 def test_a_failed_deploy_is_told_and_a_receiver_that_hangs_or_refuses_holds_up_nothing(server, new_app):

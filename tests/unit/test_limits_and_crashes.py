@@ -141,3 +141,26 @@ def config_text(table: dict) -> str:
         fields = ", ".join(f"{key} = {json.dumps(value)}" for key, value in job.items())
         lines.append(f"{name} = {{ {fields} }}")
     return "\n".join(lines) + "\n"
+
+
+def restarted(name: str, started: str, finished: str, process: str = "worker", **state) -> dict:
+    return {"id": name, "name": name, "labels": {"zdd.app": "shop", "zdd.process": process, "zdd.sha": "abc"},
+            "restarts": 4, "started_at": started, "finished_at": finished, "exit_code": 137, "oom_killed": True,
+            **state}
+
+
+def test_crashes_the_event_log_forgot_are_told_by_the_containers_state():
+    since = crashes._timestamp("2026-12-07T10:00:00Z")
+    containers = [
+        restarted("new", "2026-12-07T10:00:05.5Z", "2026-12-07T10:00:05.000000001Z"),
+        restarted("restarting", "2026-12-07T09:00:00Z", "2026-12-07T10:00:09Z"),
+        restarted("old", "2026-12-07T09:59:00Z", "2026-12-07T09:58:59Z"),
+        restarted("shown", "2026-12-07T10:00:05Z", "2026-12-07T10:00:04Z"),
+        restarted("oneoff", "2026-12-07T10:00:05Z", "2026-12-07T10:00:04Z", process="run"),
+    ]
+    found = crashes.crashes_not_in_events(containers, since, found=[{"container": "shown"}])
+    assert [c["container"] for c in found] == ["new", "restarting"]
+    assert found[0]["at"] == "2026-12-07T10:00:05+00:00" and found[0]["oom"]
+    assert found[0]["reason"] == ("killed: out of memory (Docker's event log had moved on: "
+                                  "the last of 4 restart(s))")
+    assert crashes._timestamp("0001-01-01T00:00:00Z") == 0.0
