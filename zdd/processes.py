@@ -22,7 +22,8 @@ NAME = re.compile(r"[a-z][a-z0-9-]{0,19}")
 SHELL_SYNTAX = re.compile(r"[;&|<>$`*?(){}~\n]")
 SCALE_FILE = "scale.json"
 MAX_COUNT = 50
-PROCESS_KEYS = {"command", "overlap", "healthcheck"}
+PROCESS_KEYS = {"command", "overlap", "healthcheck", "parallelism"}
+MAX_PARALLELISM = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,16 +32,17 @@ class Process:
     command: tuple[str, ...] | None = None   # None: the image's CMD
     overlap: bool = True                      # False: stop the old container before the new starts
     healthcheck: bool = True                  # False: ignore the image's HEALTHCHECK in this process
+    parallelism: int = 1                      # Swarm mode: tasks replaced at once
 
     def as_dict(self) -> dict:
         return {"command": list(self.command) if self.command else None, "overlap": self.overlap,
-                "healthcheck": self.healthcheck}
+                "healthcheck": self.healthcheck, "parallelism": self.parallelism}
 
     @classmethod
     def from_dict(cls, name: str, data: dict) -> "Process":
         command = data.get("command")
         return cls(name, tuple(command) if command else None, data.get("overlap", True),
-                   data.get("healthcheck", True))
+                   data.get("healthcheck", True), data.get("parallelism", 1))
 
 
 def split_command(text, what: str) -> tuple[str, ...]:
@@ -118,7 +120,15 @@ def _parse_one(name: str, value) -> Process:
         raise ConfigError("zdd.toml: processes.web cannot have overlap = false: the new web container "
                           "always starts beside the old one, that is how traffic moves with no downtime")
     command = split_command(value["command"], f"processes.{name}.command") if "command" in value else None
-    return Process(name, command, value.get("overlap", True), value.get("healthcheck", True))
+    return Process(name, command, value.get("overlap", True), value.get("healthcheck", True),
+                   _parallelism(name, value.get("parallelism", 1)))
+
+
+def _parallelism(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PARALLELISM:
+        raise ConfigError(f"zdd.toml: processes.{name}.parallelism must be a whole number from 1 to "
+                          f"{MAX_PARALLELISM}, not {value!r}")
+    return value
 
 
 # The operator's counts, kept on the server across deploys.

@@ -38,10 +38,19 @@ class NodeDown(SwarmError):
 
 @dataclasses.dataclass(frozen=True)
 class Rollout:
-    """How a process's new tasks replace the old: one at a time, each watched ``monitor`` seconds."""
+    """How a process's new tasks replace the old: ``parallelism`` at a time, each batch watched
+    ``monitor`` seconds once healthy (zdd.toml's watch_seconds)."""
     replicas: int
     overlap: bool = True
     monitor: float = 2.0
+    parallelism: int = 1
+
+    @property
+    def batch(self) -> int:
+        """Tasks replaced at once: stopped first, at least one of the old keeps serving."""
+        if self.order == "stop-first" and self.replicas > 1:
+            return max(1, min(self.parallelism, self.replicas - 1))
+        return max(1, min(self.parallelism, self.replicas))
 
     @property
     def order(self) -> str:
@@ -107,9 +116,10 @@ def _resources(limit) -> docker.types.Resources:
 def deploy(client, name: str, image: str, rollout: Rollout, networks: list[str], labels: dict, task: Task) -> Change:
     """Create the service, or start rolling it to ``image`` (and onto ``networks``)."""
     order = rollout.order
-    update = docker.types.UpdateConfig(parallelism=1, order=order, failure_action="rollback",
-                                       monitor=int(rollout.monitor * NANOSECONDS), max_failure_ratio=0)
-    rollback = docker.types.RollbackConfig(parallelism=1, order=order, monitor=int(rollout.monitor * NANOSECONDS))
+    monitor = int(rollout.monitor * NANOSECONDS)
+    update = docker.types.UpdateConfig(parallelism=rollout.batch, order=order, failure_action="rollback",
+                                       monitor=monitor, max_failure_ratio=0)
+    rollback = docker.types.RollbackConfig(parallelism=rollout.batch, order=order, monitor=monitor)
     settings = dict(image=image, labels=labels, container_labels=labels,
                     env=[f"{k}={v}" for k, v in task.env.items()],
                     command=list(task.command) if task.command else None,

@@ -16,6 +16,9 @@ from conftest import REPO, AppRepo, Server, app_dockerfile, pushed_live, run, wa
 from swarm_common import (HOST, STATIC_CADDY, SwarmLab, destroy_swarm_apps_when_done, lab, nodes_of,  # noqa: F401
                           served, set_availability, swarm_server, tasks)
 WORKER_TOML = """
+watch_seconds = 0.5
+[processes.web]
+parallelism = 2
 [processes.worker]
 command = "/bin/busybox sh -c 'echo working; exec /bin/busybox sleep 1000'"
 healthcheck = false
@@ -108,6 +111,7 @@ def test_install_swarm_scale_and_push_roll_every_node_with_nothing_lost(lab, swa
     seen = load.stop()
     assert "is live at" in second.stderr, second.stderr
     assert second.stderr.count(": running") >= 3, "the push shows each replica being replaced"
+    assert "3 task(s), 2 at a time" in second.stderr, second.stderr
     for kind in ("strict", "retrying"):
         assert seen[kind]["failed"] == 0, seen[kind]
         assert set(seen[kind]["bodies"]) == {"v1", "v2"}, seen[kind]

@@ -49,6 +49,9 @@ def test_commands_run_directly_unless_they_need_a_shell(text, argv):
     ("[processes]\nw = { command = 'x', overlap = 'no' }", "processes.w.overlap must be true or false"),
     ("[processes]\nw = { command = 'x', volumes = 1 }", "processes.w: unknown key 'volumes'"),
     ("[processes]\nweb = { overlap = false }", "processes.web cannot have overlap = false"),
+    ("[processes]\nweb = { parallelism = 0 }", "processes.web.parallelism must be a whole number from 1 to 100, not 0"),
+    ("[processes]\nweb = { parallelism = true }", "processes.web.parallelism must be a whole number"),
+    ("[processes]\nweb = { parallelism = 1.5 }", "processes.web.parallelism must be a whole number"),
     ("storage = ['/:/host']", "'storage' is not allowed"),
 ])
 def test_bad_release_and_processes_are_refused_naming_the_key(text, message):

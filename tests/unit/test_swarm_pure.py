@@ -107,3 +107,11 @@ def test_several_replicas_are_replaced_in_place_so_they_stay_spread():
     assert swarm.Rollout(1, overlap=False).order == "stop-first"
     assert swarm.Rollout(3).order == "stop-first", "several: the freed node takes the new task"
     assert swarm.Rollout(2, overlap=False).order == "stop-first"
+
+
+def test_parallelism_replaces_several_tasks_at_once_but_always_leaves_one_serving():
+    assert swarm.Rollout(3).batch == 1
+    assert swarm.Rollout(3, parallelism=2).batch == 2
+    assert swarm.Rollout(3, parallelism=5).batch == 2, "stopped first: one old task keeps serving"
+    assert swarm.Rollout(1, parallelism=5).batch == 1
+    assert swarm.Rollout(2, overlap=False, parallelism=2).batch == 1

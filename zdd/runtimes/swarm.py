@@ -61,11 +61,12 @@ def _roll_process(version, process, count: int, image: str, port: int, timer) ->
     if not count:
         swarm.remove(client, name)
         return False
-    rollout = swarm.Rollout(count, process.overlap)
+    rollout = swarm.Rollout(count, process.overlap, version.config.watch_seconds, process.parallelism)
     order = {"start-first": "the new task first",
              "stop-first": "the old task stops first" + (" (the others serve)" if count > 1 else "")}[rollout.order]
+    at_once = "one at a time" if rollout.batch == 1 else f"{rollout.batch} at a time"
     with timer.step("rollout" if process.name == processes.WEB else f"rollout-{process.name}",
-                    f"Rolling {process.name} to {version.sha[:12]}: {count} task(s), one at a time, {order}"):
+                    f"Rolling {process.name} to {version.sha[:12]}: {count} task(s), {at_once}, {order}"):
         task = _task(version, process, port, timer.emit)
         labels = _labels(version, process.name, port, image)
         networks = [proxy.NETWORK] + ([version.network] if version.network else [])
