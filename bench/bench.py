@@ -324,4 +324,7 @@ if __name__ == "__main__":
     if sys.argv[1:3] == ["--cases", "scale"]:  # the many-apps bench: a script of its own (bench/scale.py)
         import scale
         sys.exit(scale.main(sys.argv[3:]))
+    if sys.argv[1:3] == ["--cases", "websockets"]:  # a push with WebSockets open (bench/wsdrain.py)
+        import wsdrain
+        sys.exit(wsdrain.main(sys.argv[3:]))
     sys.exit(main(sys.argv[1:]))
