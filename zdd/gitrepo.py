@@ -1,9 +1,15 @@
-"""Everything zdd asks of git, through GitPython: resolve, read, export, move refs."""
+"""Everything zdd asks of git, through GitPython: resolve, read, export, move refs.
+
+GitPython is imported at first use: it costs 0.1 s of CPU, which commands that never read
+a repository (status, history, env) need not pay."""
+
+from __future__ import annotations
 
 import tempfile
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import git
+if TYPE_CHECKING:
+    import git
 
 from zdd.errors import GitError
 from zdd.push import ZERO_SHA
@@ -12,6 +18,7 @@ MAX_CONFIG_BYTES = 64 * 1024
 
 
 def open_repo(path) -> git.Repo:
+    import git
     try:
         repo = git.Repo(path)
     except (git.NoSuchPathError, git.InvalidGitRepositoryError):
@@ -23,6 +30,7 @@ def open_repo(path) -> git.Repo:
 
 def resolve_commit(repo: git.Repo, rev: str) -> str:
     """The commit SHA a branch, tag (annotated ones peeled) or SHA names."""
+    import git
     try:
         return repo.commit(rev).hexsha
     except (git.BadName, ValueError, git.GitCommandError):
