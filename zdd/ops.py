@@ -58,7 +58,7 @@ def collect_crashes(server, runtime) -> list[dict]:
     try:
         found = crashes.collect(server, lambda since, until: engine.app_events(client, since, until),
                                 lambda container_id: engine.is_restarting(client, container_id),
-                                lambda: engine.restarted_app_containers(client))
+                                lambda since: engine.restarted_app_containers(client, since))
     except PermissionError:
         return []  # a user who may not write zdd's logs/ folder: the timer, which may, looks
     for (app_name, process) in sorted({(c["app"], c["process"]) for c in found}):

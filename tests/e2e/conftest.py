@@ -15,6 +15,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))  # helpers shared with the benchmark and the demo
 from probes import free_port, http_get, wait_for  # noqa: E402,F401 (the tests import them from here)
+
+SHARED_VENV = Path("/nonexistent")  # set by pytest_configure: in this run's temporary folder
+
+
+def pytest_configure(config):
+    """One venv for zdd that the run's servers share: in the folder of the run that parallel
+    test processes share (pytest keeps the last three runs' folders, then removes them)."""
+    global SHARED_VENV
+    base = config._tmp_path_factory.getbasetemp()
+    SHARED_VENV = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "zdd-venv"
 BUSYBOX = Path("/bin/busybox")
 
 
@@ -25,7 +35,9 @@ def run(cmd, **kwargs) -> subprocess.CompletedProcess:
 class Server:
     """A zdd server in a temporary folder, set up by install.sh, with its own Caddy."""
 
-    def __init__(self, base: Path, caddy_bin: Path = Path("/usr/bin/caddy")):
+    def __init__(self, base: Path, caddy_bin: Path = Path("/usr/bin/caddy"), own_venv: bool = False):
+        """``own_venv``: zdd in a venv of its own in the server's root, as on a real server;
+        else in one venv that the run's servers share (installing zdd costs seconds of CPU)."""
         self.base = base
         self.root = base / "zdd"
         self.caddyfile = base / "caddy" / "Caddyfile"
@@ -34,6 +46,8 @@ class Server:
         self.env = {**os.environ, "ZDD_ROOT": str(self.root), "ZDD_CADDYFILE": str(self.caddyfile),
                     "ZDD_CADDY_ADMIN": self.admin, "ZDD_HTTP_PORT": str(self.http_port),
                     "ZDD_HTTPS_PORT": str(self.https_port), "ZDD_TLS": "internal"}
+        if not own_venv:
+            self.env["ZDD_VENV"] = str(SHARED_VENV)
         self.caddy_bin = base / "caddy-bin" / "caddy"  # install.sh records the caddy on PATH
         self.caddy_bin.parent.mkdir(parents=True, exist_ok=True)
         self.caddy_bin.unlink(missing_ok=True)

@@ -24,7 +24,7 @@ class SshLab:
     reading the deploy user's real ~/.ssh/authorized_keys with StrictModes on."""
 
     def __init__(self, base: Path):
-        self.base, self.server = base, Server(base)
+        self.base, self.server = base, Server(base, own_venv=True)  # the deploy user runs it
         self.keys = base / "keys"
         self.keys.mkdir()
         self.port = free_port()

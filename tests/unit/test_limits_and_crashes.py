@@ -164,3 +164,19 @@ def test_crashes_the_event_log_forgot_are_told_by_the_containers_state():
     assert found[0]["reason"] == ("killed: out of memory (Docker's event log had moved on: "
                                   "the last of 4 restart(s))")
     assert crashes._timestamp("0001-01-01T00:00:00Z") == 0.0
+
+
+@pytest.mark.parametrize("state, status, seconds, inspected", [
+    ("restarting", "Restarting (137) 2 seconds ago", 5, True),
+    ("exited", "Exited (0) 3 seconds ago", 5, False),
+    ("running", "Up Less than a second", 5, True),
+    ("running", "Up 4 seconds (healthy)", 5, True),
+    ("running", "Up 9 seconds", 5, False),
+    ("running", "Up About a minute", 70, True),
+    ("running", "Up About a minute", 30, False),
+    ("running", "Up 3 minutes", 60, False),
+    ("running", "Up 2 hours", 60, False),
+    ("running", "Up something new", 5, True),
+])
+def test_only_containers_that_may_have_restarted_in_the_gap_are_inspected(state, status, seconds, inspected):
+    assert engine._maybe_started_since({"State": state, "Status": status}, seconds) is inspected
