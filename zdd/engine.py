@@ -613,6 +613,17 @@ def helper_argv(client, mount, command: list[str], read_only: bool = False, stdi
             "--label", "zdd.helper=1", "--mount", spec, helper_image(client), STATIC_BUSYBOX, *command]
 
 
-def volume_sizes(client) -> dict[str, int]:
-    """Each volume's size in bytes, as `docker system df -v` counts it."""
-    return {v["Name"]: (v.get("UsageData") or {}).get("Size", -1) for v in client.df().get("Volumes") or []}
+def volume_sizes(client, patience: float = 30.0) -> dict[str, int]:
+    """Each volume's size in bytes, as `docker system df -v` counts it. Docker 20.10 refuses
+    a second df while one runs (another `zdd apps`, a `docker system df`): wait for it."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            usage = client.df()
+            break
+        except docker.errors.APIError as error:
+            if "already running" not in str(error) or time.monotonic() > deadline:
+                raise ZddError(f"Docker did not size the volumes ({error.explanation or error}): "
+                               "run the command again") from None
+            time.sleep(0.5)
+    return {v["Name"]: (v.get("UsageData") or {}).get("Size", -1) for v in usage.get("Volumes") or []}

@@ -1,5 +1,6 @@
 """Real parts: a Docker engine, a Caddy on free loopback ports, install.sh and git push."""
 
+import hashlib
 import json
 import os
 import re
@@ -16,9 +17,11 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))  # helpers shared with the benchmark and the demo
 from probes import free_port, http_get, wait_for  # noqa: E402,F401 (the tests import them from here)
 
+CREATED: list = []  # every Server of this test process, in order
 SHARED_VENV = Path("/nonexistent")  # set by pytest_configure: in this run's temporary folder
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own, which makes the temporary folders' factory
 def pytest_configure(config):
     """One venv for zdd that the run's servers share: in the folder of the run that parallel
     test processes share (pytest keeps the last three runs' folders, then removes them)."""
@@ -56,6 +59,13 @@ class Server:
         self.caddy = None
         self.apps: list[str] = []
         self.ports_given: set[int] = set()
+        self.shared = False  # the session's server: its timer stays until the session ends
+        CREATED.append(self)
+
+    def remove_timer(self) -> None:
+        """The minute timer install.sh set up for this server (see install.sh: its cron file)."""
+        digest = hashlib.md5(str(self.root).encode()).hexdigest()[:8]
+        Path(f"/etc/cron.d/zdd-backups-{digest}").unlink(missing_ok=True)
 
     def start_caddy(self) -> None:
         self.caddyfile.parent.mkdir(parents=True, exist_ok=True)
@@ -140,6 +150,7 @@ def docker_client():
 def server(tmp_path_factory, docker_client):
     assert BUSYBOX.exists(), "tests/run installs busybox-static"
     server = Server(tmp_path_factory.mktemp("server"))
+    server.shared = True
     server.start_caddy()
     yield server
     server.stop_caddy()
@@ -148,6 +159,17 @@ def server(tmp_path_factory, docker_client):
             container.remove(force=True)
         for image in docker_client.images.list(name=f"zdd-{app}"):
             docker_client.images.remove(image.id, force=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def timers_go_with_their_module():
+    """Each server's timer runs `zdd backup-due` every minute: the servers a test file made
+    lose theirs when the file is done, so that finished files cost the rest nothing."""
+    first = len(CREATED)
+    yield
+    for server in CREATED[first:]:
+        if not server.shared:
+            server.remove_timer()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -45,7 +45,9 @@ def test_two_apps_deploy_fail_roll_back_and_are_destroyed_independently(server, 
     assert rollback.returncode == 0, rollback.stderr
     assert http_get(site_a) == (200, "a1") and http_get(site_b) == (200, "b1")
     assert server.status("duo-b")["container"] == b_container
-    apps = server.zdd("apps").stdout
+    listed = server.zdd("apps")
+    assert listed.returncode == 0, listed.stderr
+    apps = listed.stdout
     expect(apps, "duo-a", "duo-b", "healthy")
 
     destroyed = server.zdd("destroy", "duo-b", "--yes")
