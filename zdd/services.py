@@ -108,6 +108,13 @@ def scratch_copy(service: Service) -> Service:
     return dataclasses.replace(service, password=secrets.token_hex(24))
 
 
+def generation_of(container_name: str) -> int | None:
+    """The generation in a data container's name (``zdd-APP-postgres-2``, or a Swarm task's
+    ``zdd-APP-postgres-2.1.xyz``); None when the name ends in no number."""
+    last = container_name.lstrip("/").split(".")[0].rsplit("-", 1)[-1]
+    return int(last) if last.isdigit() else None
+
+
 def upgraded(service: Service, image: str, generation: int, now: str) -> Service:
     """The service on a new image, in a container and volume of its own (``zdd db upgrade``)."""
     return dataclasses.replace(service, image=image, generation=generation, created_at=now)

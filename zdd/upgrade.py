@@ -95,9 +95,9 @@ def _clear_interrupted(app, runtime, old, emit: Emit) -> None:
     version's container and volume (a partial copy that never served) with a later generation."""
     _set_read_only(runtime.client, old, False)
     for container in engine.service_containers(runtime.client, app.name):
-        generation = container.name.lstrip("/").split(".")[0].rsplit("-", 1)[-1]
-        if container.labels.get("zdd.data") == old.kind and generation.isdigit() and int(generation) > old.generation:
-            leftover = services.upgraded(old, old.image, int(generation), "")
+        generation = services.generation_of(container.name)
+        if container.labels.get("zdd.data") == old.kind and generation is not None and generation > old.generation:
+            leftover = services.upgraded(old, old.image, generation, "")
             runtime.remove_data(app, leftover)
             engine.remove_volume(runtime.client, leftover.volume)
             emit(f"    removed {leftover.container} and its volume, left by an upgrade that was interrupted")

@@ -139,3 +139,9 @@ def test_an_upgrade_needs_a_new_postgres_version(kind, version, image, message):
         upgrade._target_image(SimpleNamespace(name="shop"), current, version, image)
     assert upgrade._target_image(SimpleNamespace(name="shop"), services.Service("shop", "postgres", "postgres:15", "pw",
                                  "now"), "17", None) == "postgres:17"
+
+
+def test_a_data_containers_generation_is_read_from_its_name():
+    assert services.generation_of("/zdd-shop-postgres-2") == 2
+    assert services.generation_of("zdd-shop-postgres-3.1.abc123") == 3
+    assert services.generation_of("zdd-shop-postgres") is None
