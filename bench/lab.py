@@ -259,3 +259,11 @@ def remove_all(client: docker.DockerClient) -> list[str]:
                     pass
                 removed.append(tag)
     return removed
+
+
+def publish(figures, report: str, markdown: Path) -> int:
+    """Print a bench's raw figures and its report, and write the report to ``markdown``."""
+    print(json.dumps(figures, indent=2))
+    print(report)
+    markdown.write_text(report)
+    return 0

@@ -48,11 +48,7 @@ def main(argv: list[str]) -> int:
             subprocess.run([str(server.root / "bin" / "zdd"), "destroy", app, "--yes"], capture_output=True)
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
-    report = markdown(figures, args)
-    print(json.dumps(figures, indent=2))
-    print(report)
-    args.markdown.write_text(report)
-    return 0
+    return lab.publish(figures, markdown(figures, args), args.markdown)
 
 
 def add_app(server, folder: Path, app: str) -> lab.WorkingCopy:

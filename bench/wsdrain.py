@@ -8,7 +8,6 @@ app close its sockets (1001); clients reconnect to the new version.
 """
 
 import argparse
-import json
 import shutil
 import socket
 import statistics
@@ -48,11 +47,7 @@ def main(argv: list[str]) -> int:
         lab.run([str(server.root / "bin" / "zdd"), "destroy", "wsbench", "--yes"])
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
-    report = markdown(rounds, args)
-    print(json.dumps(rounds, indent=2))
-    print(report)
-    args.markdown.write_text(report)
-    return 0
+    return lab.publish(rounds, markdown(rounds, args), args.markdown)
 
 
 def working_copy(path: Path, remote: Path) -> Path:
