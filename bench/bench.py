@@ -28,7 +28,7 @@ from measure import measure, switch_marks
 
 BENCH = Path(__file__).resolve().parent
 CASE_NAMES = ("steady", "naive", "blog", "zdd", "zdd-rollback", "zdd-ignore-term", "blog-ignore-term",
-              "neighbours", "neighbours-own-ports", "swarm", "swarm-failing")
+              "neighbours", "neighbours-own-ports", "swarm", "swarm-failing", "swarm-parallel")
 SWARM_REPLICAS = 3
 IMAGE = f"{lab.PREFIX}-prebuilt"
 
@@ -97,6 +97,11 @@ def make_cases(env: Env, names: list[str], images: dict) -> dict:
                                               replicas=SWARM_REPLICAS))
         return apps["bench-swarm"]
 
+    def swarm_app_two_at_a_time() -> ZddApp:
+        apps.setdefault("bench-swarm2", ZddApp(env, "bench-swarm2", False, host="bench-swarm2.test",
+                                               replicas=SWARM_REPLICAS, zdd_toml="[processes.web]\nparallelism = 2\n"))
+        return apps["bench-swarm2"]
+
     def host_app() -> ZddApp:  # the app whose clients the neighbours cases measure
         apps.setdefault("bench-host", ZddApp(env, "bench-host", False, host="bench-host.test"))
         return apps["bench-host"]
@@ -113,6 +118,7 @@ def make_cases(env: Env, names: list[str], images: dict) -> dict:
         "neighbours-own-ports": lambda: Neighbours(host_app(), own_port=True),
         "swarm": lambda: SwarmPush(swarm_app()),
         "swarm-failing": lambda: SwarmRefused(swarm_app()),
+        "swarm-parallel": lambda: SwarmPush(swarm_app_two_at_a_time()),
     }
     return {name: makers[name]() for name in names}
 

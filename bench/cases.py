@@ -86,8 +86,9 @@ class ZddApp:
     Addressed by a port of its own, or by ``host`` on the server's shared HTTP site. With
     ``replicas``, on the zdd server in Swarm mode instead, its web scaled to that many."""
 
-    def __init__(self, env, app: str, ignore_term: bool, host: str | None = None, replicas: int | None = None):
-        self.env, self.app, self.host, self.replicas = env, app, host, replicas
+    def __init__(self, env, app: str, ignore_term: bool, host: str | None = None, replicas: int | None = None,
+                 zdd_toml: str | None = None):
+        self.env, self.app, self.host, self.replicas, self.zdd_toml = env, app, host, replicas, zdd_toml
         self.site = None if host else f"http://127.0.0.1:{lab.free_port()}"
         self.copy = None
         self.ignore_term = ignore_term
@@ -108,6 +109,8 @@ class ZddApp:
             server.zdd("scale", self.app, f"web={self.replicas}")
         self.copy = lab.WorkingCopy(self.env.folder / f"work-{self.app}", server.repo(self.app),
                                     self.env.start_delay, self.ignore_term)
+        if self.zdd_toml:
+            (self.copy.path / "zdd.toml").write_text(self.zdd_toml)
         for body in VERSIONS:  # the first deploy reloads Caddy; the second shows a routine one
             self.push_commit(body)
         self.env.wait_serving(self.site, VERSIONS[1], self.host, server)
@@ -202,7 +205,8 @@ class SwarmPush(ZddPush):
 
     def __init__(self, app: ZddApp):
         super().__init__(app)
-        self.title = f"zdd on Swarm: git push rolls {app.replicas} replicas over 3 nodes"
+        at_once = " two at a time" if app.zdd_toml and "parallelism = 2" in app.zdd_toml else ""
+        self.title = f"zdd on Swarm: git push rolls {app.replicas} replicas over 3 nodes{at_once}"
 
     def details(self) -> dict:
         """Also the nodes the web replicas run on once the push is done (spread: all distinct)."""

@@ -88,6 +88,16 @@ def _swarm_targets(results: dict[str, list[dict]]) -> list[tuple[str, str, str]]
                          "Swarm: every push ends with the 3 web replicas on 3 distinct nodes",
                          f"{len(spread)} of {len(rolled)} pushes ended spread; piled: "
                          + (", ".join("+".join(d.get("web_nodes", [])) for d in rolled if d not in spread) or "none")))
+    parallel = results.get("swarm-parallel")
+    if parallel:
+        median, most = median_and_worst([d["swarm_rollout_s"] for d in parallel])
+        evidence = f"{_worst_failures(parallel)}; every replica rolled in {median:.2f} s median ({most:.2f} s worst)"
+        if rolled:
+            evidence += f", one at a time {median_and_worst([d['swarm_rollout_s'] for d in rolled])[0]:.2f} s"
+        spread = sum(1 for d in parallel if len(set(d.get("web_nodes", []))) == 3)
+        verdicts.append((_met(parallel) if spread == len(parallel) else "MISSED",
+                         "Swarm: `parallelism = 2` rolls 3 replicas two at a time, spread, with 0 failed requests",
+                         f"{evidence}; {spread} of {len(parallel)} pushes ended spread"))
     if refused:
         verdicts.append((_met(refused), "Swarm: a version that never gets healthy is rolled back by Swarm, "
                                         "with 0 failed requests of every kind", _worst_failures(refused)))
