@@ -352,9 +352,11 @@ def app_images(client, app: str) -> list[dict]:
 def image_bytes_by_app(client) -> dict[str, int]:
     """What each app's kept images take, as `docker images` counts them (shared layers in each)."""
     sizes: dict[str, int] = {}
-    for image in client.images.list(filters={"label": "zdd.app"}):
-        app = image.labels.get("zdd.app")
-        sizes[app] = sizes.get(app, 0) + image.attrs.get("Size", 0)
+    # the listing alone: the SDK's images.list inspects each image after it, which fails
+    # when a deploy's retention removes one in between, and costs a call per image
+    for image in client.api.images(filters={"label": "zdd.app"}):
+        app = (image.get("Labels") or {}).get("zdd.app")
+        sizes[app] = sizes.get(app, 0) + image.get("Size", 0)
     return sizes
 
 

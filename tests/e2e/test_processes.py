@@ -154,7 +154,9 @@ def test_scale_storage_and_run_on_busybox(server, new_app, docker_client):
     assert server.zdd("scale", app, "worker=3").returncode == 0
     workers = {"label": [f"zdd.app={app}", "zdd.process=worker"]}
     assert len(docker_client.containers.list(ignore_removed=True, filters=workers)) == 3
-    expect(server.zdd("apps").stdout, "APP", "PROCESSES", "web=1 worker=3")
+    listed = server.zdd("apps")
+    assert listed.returncode == 0, listed.stderr
+    expect(listed.stdout, "APP", "PROCESSES", "web=1 worker=3")
     v2 = repo.commit("v2", dockerfile=app_dockerfile(healthcheck=None), zdd_toml=toml(clock=None))
     pushed_live(repo.push("main"))
     assert {c.labels["zdd.sha"] for c in docker_client.containers.list(ignore_removed=True, filters=workers)} == {v2}
