@@ -74,11 +74,13 @@ def crashes_not_in_events(restarted: list[dict], since: float, found: list[dict]
         exited, started = _timestamp(container["finished_at"]), _timestamp(container["started_at"])
         if max(exited, started) < since:
             continue
+        known = container["exit_code"] is not None  # only while Docker waits to restart it
         record = {"at": state.iso(exited or started), "app": labels["zdd.app"], "process": labels["zdd.process"],
                   "container": container["name"], "sha": labels.get("zdd.sha"),
-                  "exit_code": int(container["exit_code"] or 0), "oom": container["oom_killed"]}
-        record["reason"] = (f"{_reason(record['exit_code'], record['oom'])} (Docker's event log had moved "
-                            f"on: the last of {container['restarts']} restart(s))")
+                  "exit_code": int(container["exit_code"]) if known else None, "oom": bool(container["oom_killed"])}
+        why = _reason(record["exit_code"], record["oom"]) if known else "exited, why is not known"
+        record["reason"] = (f"{why} (Docker's event log had moved on: the last of {container['restarts']} "
+                            "restart(s))")
         missed.append(record)
     return missed
 

@@ -110,10 +110,13 @@ def restarted_app_containers(client, since: float) -> list[dict]:
             continue
         if attrs.get("RestartCount"):
             raw = attrs.get("State") or {}
+            # Docker clears the exit code and OOMKilled when it starts the container again
+            waiting = bool(raw.get("Restarting"))
             found.append({"id": attrs["Id"], "name": attrs["Name"].lstrip("/"), "labels": attrs["Config"]["Labels"],
                           "restarts": attrs["RestartCount"], "started_at": raw.get("StartedAt"),
-                          "finished_at": raw.get("FinishedAt"), "exit_code": raw.get("ExitCode", 0),
-                          "oom_killed": bool(raw.get("OOMKilled"))})
+                          "finished_at": raw.get("FinishedAt"),
+                          "exit_code": raw.get("ExitCode", 0) if waiting else None,
+                          "oom_killed": bool(raw.get("OOMKilled")) if waiting else None})
     return found
 
 

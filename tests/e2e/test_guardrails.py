@@ -131,8 +131,9 @@ def test_a_process_past_its_memory_limit_is_killed_restarted_and_reported_while_
         assert wait_for(lambda: len({e["event"] for e in receiver.events(secret)}) == 2, timeout=30), receiver.got
         events = receiver.events(secret)
         assert {e["event"] for e in events} == {"deploy", "crash"}, events
-        crash = next(e for e in events if e["event"] == "crash")
-        assert crash["app"] == app and "worker crashed" in crash["reason"] and "out of memory" in crash["reason"]
+        told = [e for e in events if e["event"] == "crash"]
+        assert all(e["app"] == app and "worker crashed" in e["reason"] for e in told), told
+        assert any("out of memory" in e["reason"] for e in told), told
     finally:
         server.zdd("notify", "remove", hook)
         receiver.close()
@@ -155,11 +156,13 @@ def limited_app_crashes_and_is_reported(server, app, site, repo, docker_client):
     assert (web.attrs["HostConfig"]["Memory"], web.attrs["HostConfig"]["CpuQuota"]) == (64 * MB, 50_000)
     worker, = docker_client.containers.list(filters={"label": [f"zdd.app={app}", "zdd.process=worker"]})
     assert worker.attrs["HostConfig"]["Memory"] == worker.attrs["HostConfig"]["MemorySwap"] == 32 * MB
+    crash_seen_after_dockers_event_log_moved_on(server, app, worker, web)  # early: Docker's back-off is short
     assert wait_for(lambda: len(server.status(app)["crashes"]) >= 5, timeout=90, interval=1), server.status(app)
-    crash_seen_after_dockers_event_log_moved_on(server, app, worker, web)
     status = server.zdd("status", app)
-    expect(status.stdout, "worker crashed", "restarted by Docker", "killed: out of memory", "CRASH LOOP: worker",
+    expect(status.stdout, "worker crashed", "restarted by Docker", "CRASH LOOP: worker",
            "limits: web=64m,0.5cpu, worker=32m")
+    # the text shows the last crash: on a busy engine that may be one told by the backstop
+    assert any(c["reason"] == "killed: out of memory" for c in server.status(app)["crashes"])
     history = server.zdd("history", app)
     expect(history.stdout, "crash", f"{worker.name}: killed: out of memory, restarted by Docker")
 

@@ -153,7 +153,7 @@ def test_crashes_the_event_log_forgot_are_told_by_the_containers_state():
     since = crashes._timestamp("2026-12-07T10:00:00Z")
     containers = [
         restarted("new", "2026-12-07T10:00:05.5Z", "2026-12-07T10:00:05.000000001Z"),
-        restarted("restarting", "2026-12-07T09:00:00Z", "2026-12-07T10:00:09Z"),
+        restarted("restarting", "2026-12-07T09:00:00Z", "2026-12-07T10:00:09Z", exit_code=None, oom_killed=None),
         restarted("old", "2026-12-07T09:59:00Z", "2026-12-07T09:58:59Z"),
         restarted("shown", "2026-12-07T10:00:05Z", "2026-12-07T10:00:04Z"),
         restarted("oneoff", "2026-12-07T10:00:05Z", "2026-12-07T10:00:04Z", process="run"),
@@ -163,6 +163,8 @@ def test_crashes_the_event_log_forgot_are_told_by_the_containers_state():
     assert found[0]["at"] == "2026-12-07T10:00:05+00:00" and found[0]["oom"]
     assert found[0]["reason"] == ("killed: out of memory (Docker's event log had moved on: "
                                   "the last of 4 restart(s))")
+    assert found[1]["reason"].startswith("exited, why is not known (Docker's event log had moved on")
+    assert found[1]["exit_code"] is None and not found[1]["oom"]
     assert crashes._timestamp("0001-01-01T00:00:00Z") == 0.0
 
 
