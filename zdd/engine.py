@@ -338,6 +338,10 @@ def remove(container) -> None:
         container.remove(force=True, v=True)
     except docker.errors.NotFound:
         pass
+    except docker.errors.APIError as error:
+        if "already in progress" not in str(error):
+            raise
+        # another removal is under way (a one-off's auto-remove, Swarm's own): it finishes it
 
 
 

@@ -182,3 +182,19 @@ def test_crashes_the_event_log_forgot_are_told_by_the_containers_state():
 ])
 def test_only_containers_that_may_have_restarted_in_the_gap_are_inspected(state, status, seconds, inspected):
     assert engine._maybe_started_since({"State": state, "Status": status}, seconds) is inspected
+
+
+def test_a_container_whose_removal_is_already_under_way_counts_as_removed():
+    import docker.errors
+
+    class Removing:
+        def remove(self, **_):
+            raise docker.errors.APIError("409 Conflict: removal of container abc is already in progress")
+
+    class Refusing:
+        def remove(self, **_):
+            raise docker.errors.APIError("409 Conflict: something else")
+
+    engine.remove(Removing())
+    with pytest.raises(docker.errors.APIError):
+        engine.remove(Refusing())
