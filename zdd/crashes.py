@@ -71,7 +71,7 @@ def crashes_not_in_events(restarted: list[dict], since: float, found: list[dict]
         labels = container["labels"]
         if labels.get("zdd.process") in ONE_OFF | {None} or container["name"] in seen:
             continue
-        exited, started = _timestamp(container["finished_at"]), _timestamp(container["started_at"])
+        exited, started = state.epoch(container["finished_at"]), state.epoch(container["started_at"])
         if max(exited, started) < since:
             continue
         known = container["exit_code"] is not None  # only while Docker waits to restart it
@@ -83,15 +83,6 @@ def crashes_not_in_events(restarted: list[dict], since: float, found: list[dict]
                             "restart(s))")
         missed.append(record)
     return missed
-
-
-def _timestamp(text: str | None) -> float:
-    """Docker's RFC 3339 time (nanoseconds, Z) as seconds; 0 for none or Docker's zero time."""
-    if not text or text.startswith("0001-"):
-        return 0.0
-    whole, _, fraction = text.rstrip("Z").partition(".")
-    moment = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.timezone.utc)
-    return moment.timestamp() + float(f"0.{fraction or 0}")
 
 
 def _reason(code: int, oom: bool) -> str:

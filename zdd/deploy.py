@@ -100,8 +100,7 @@ def _process_counts(repo_config, scale: dict[str, int], emit: Emit, web_scales: 
 def prune_images(client, app, protected: set, emit: Emit) -> None:
     """Delete all but the app's ``keep_images`` most recently used images, never ``protected``."""
     keep = app.settings.keep_images
-    images = [{**image, "created": retention.epoch(image["created"])}
-              for image in engine.app_images(client, app.name)]
+    images = engine.app_images(client, app.name)
     used = retention.last_used(app.history())
     doomed = retention.choose_prunable(images, used, keep, protected)
     removed = [image for image in doomed if engine.remove_image(client, image["id"])]

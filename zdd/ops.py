@@ -34,7 +34,7 @@ def overview(server, runtime) -> list[dict]:
                "volumes_bytes": sum(max(0, volume_bytes.get(volume, 0)) for volume in volumes)}
         if live:
             row.update(sha=live["sha"], ref=live["ref"], upstream=live["upstream"],
-                       age_seconds=int(time.time() - retention.epoch(live["deployed_at"])))
+                       age_seconds=int(time.time() - state.epoch(live["deployed_at"])))
             row["health"], row["processes"] = summaries[name]
         rows.append(row)
     return rows

@@ -115,9 +115,14 @@ def snapshots(repo: Repository, *tags: str) -> list[dict]:
     return json.loads(run(repo, *args) or "[]") or []
 
 
+def dump_command(repo: Repository, snapshot: str, filename: str) -> list[str]:
+    """``restic dump``'s command line (run with ``repo.env()``): the stored file on its output."""
+    return command(repo, "dump", snapshot, f"/{filename}")
+
+
 def dump_process(repo: Repository, snapshot: str, filename: str) -> subprocess.Popen:
     """``restic dump``: the stored file on the returned process's standard output."""
-    return subprocess.Popen(command(repo, "dump", snapshot, f"/{filename}"), env=repo.env(),
+    return subprocess.Popen(dump_command(repo, snapshot, filename), env=repo.env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
 

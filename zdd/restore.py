@@ -5,13 +5,11 @@ containers with no network, which the live app never sees."""
 
 import re
 import secrets
-import subprocess
 import tarfile
-import tempfile
 import time
 from typing import Callable
 
-from zdd import backup_target, backups, databases, engine, restic, services, state, storage
+from zdd import backup_target, backups, databases, engine, pipes, restic, services, state, storage
 from zdd.backups import BackupFailed, Item
 from zdd.errors import ZddError
 
@@ -234,14 +232,9 @@ def _check_archive(repo, item: dict) -> str:
 
 def _pipe_from(repo, item: dict, consumer_argv: list[str], what: str) -> None:
     """``restic dump`` of the item's file into the consumer's standard input."""
-    dump = restic.dump_process(repo, item["snapshot"], Item(item["item"]).filename)
-    with tempfile.TemporaryFile() as output:
-        consumer = subprocess.run(consumer_argv, stdin=dump.stdout, stdout=output, stderr=output)
-        dump.stdout.close()
-        dump_errors = dump.stderr.read().decode("utf-8", "replace")
-        dump.wait()
-        if dump.returncode != 0:
-            raise BackupFailed(f"reading the backup failed: {restic.last_line(dump_errors)}")
-        if consumer.returncode != 0:
-            output.seek(0)
-            raise BackupFailed(f"{what} did not take it: {restic.last_line(output.read().decode('utf-8', 'replace'))}")
+    dump = restic.dump_command(repo, item["snapshot"], Item(item["item"]).filename)
+    unread, untaken = pipes.pipe(dump, consumer_argv, producer_env=repo.env())
+    if unread:
+        raise BackupFailed(f"reading the backup failed: {unread}")
+    if untaken:
+        raise BackupFailed(f"{what} did not take it: {untaken}")

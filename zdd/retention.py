@@ -1,6 +1,6 @@
 """Which old images of an app to delete: keep the newest N, and never the live or previous one."""
 
-import datetime
+from zdd import state
 
 
 def choose_prunable(images: list[dict], last_used: dict[str, float], keep: int, protected: set[str]) -> list[dict]:
@@ -19,13 +19,8 @@ def last_used(history: list[dict]) -> dict[str, float]:
     used: dict[str, float] = {}
     for entry in history:
         if entry.get("outcome") == "live":
-            used[entry["sha"]] = max(used.get(entry["sha"], 0.0), epoch(entry["finished_at"]))
+            used[entry["sha"]] = max(used.get(entry["sha"], 0.0), state.epoch(entry["finished_at"]))
     return used
-
-
-def epoch(iso: str) -> float:
-    """Seconds since 1970 of an ISO time from zdd's history or Docker (nanoseconds, Z) alike."""
-    return datetime.datetime.fromisoformat(iso[:19]).replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 def previous_live(history: list[dict], live: dict | None) -> dict | None:

@@ -6,6 +6,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -24,6 +25,16 @@ def now_iso() -> str:
 def iso(epoch: float) -> str:
     """A Unix time as now_iso writes times."""
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def epoch(text: str | None) -> float:
+    """Seconds since 1970 of a UTC time that zdd (iso) or Docker (RFC 3339, nanoseconds, Z)
+    wrote; 0 for none or Docker's zero time (never started, never finished)."""
+    if not text or text.startswith("0001-"):
+        return 0.0
+    moment = datetime.datetime.fromisoformat(text[:19]).replace(tzinfo=datetime.timezone.utc)
+    fraction = re.match(r"\.(\d+)", text[19:])
+    return moment.timestamp() + (float(f"0.{fraction.group(1)}") if fraction else 0.0)
 
 
 def live_record(app: str, sha: str, ref: str, image: str, container, slot: str, upstream: str, port: int,

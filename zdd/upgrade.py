@@ -7,12 +7,10 @@ so that `--undo` is a switch back."""
 
 import contextlib
 import dataclasses
-import subprocess
-import tempfile
 import time
 from typing import Callable
 
-from zdd import appenv, backups, caddy, databases, deploy, engine, ops, restic, restore, routing, services, state
+from zdd import appenv, backups, caddy, databases, deploy, engine, ops, pipes, restore, routing, services, state
 from zdd.errors import InvalidInput, ZddError
 
 Emit = Callable[[str], None]
@@ -154,7 +152,9 @@ def _move_data(client, old, new, emit: Emit) -> None:
     restore.psql(source, old, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                               f"WHERE datname = '{old.user}' AND pid <> pg_backend_pid()")
     dump = engine.exec_argv(source.name, ["pg_dump", "--format=custom", "--compress=0", "-U", old.user, "-d", old.user])
-    _pipe(dump, restore.pg_restore_argv(new, new.user, target.name))
+    failure = next(filter(None, pipes.pipe(dump, restore.pg_restore_argv(new, new.user, target.name))), None)
+    if failure:
+        raise UpgradeFailed(f"moving the data failed: {failure}")
     emit(f"    moved the data: pg_dump | pg_restore in {time.monotonic() - started:.1f}s")
 
 
@@ -166,20 +166,6 @@ def _set_read_only(client, service, read_only: bool) -> None:
         return
     setting = "SET default_transaction_read_only = on" if read_only else "RESET default_transaction_read_only"
     restore.psql(container, service, f'ALTER DATABASE "{service.user}" {setting}')
-
-
-def _pipe(producer_argv: list[str], consumer_argv: list[str]) -> None:
-    with tempfile.TemporaryFile() as producer_errors, tempfile.TemporaryFile() as consumer_output:
-        producer = subprocess.Popen(producer_argv, stdout=subprocess.PIPE, stderr=producer_errors,
-                                    stdin=subprocess.DEVNULL)
-        consumer = subprocess.run(consumer_argv, stdin=producer.stdout, stdout=consumer_output,
-                                  stderr=consumer_output)
-        producer.stdout.close()
-        producer.wait()
-        for code, output in ((producer.returncode, producer_errors), (consumer.returncode, consumer_output)):
-            if code != 0:
-                output.seek(0)
-                raise UpgradeFailed(f"moving the data failed: {restic.last_line(output.read().decode('utf-8', 'replace'))}")
 
 
 def _switch_and_restart(app, runtime, current, to, emit: Emit) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from zdd import crashes, engine, limits
 from zdd.errors import InvalidInput
+from zdd.state import epoch
 
 
 def test_limits_parse_memory_cpu_both_and_none():
@@ -150,7 +151,7 @@ def restarted(name: str, started: str, finished: str, process: str = "worker", *
 
 
 def test_crashes_the_event_log_forgot_are_told_by_the_containers_state():
-    since = crashes._timestamp("2026-12-07T10:00:00Z")
+    since = epoch("2026-12-07T10:00:00Z")
     containers = [
         restarted("new", "2026-12-07T10:00:05.5Z", "2026-12-07T10:00:05.000000001Z"),
         restarted("restarting", "2026-12-07T09:00:00Z", "2026-12-07T10:00:09Z", exit_code=None, oom_killed=None),
@@ -165,36 +166,3 @@ def test_crashes_the_event_log_forgot_are_told_by_the_containers_state():
                                   "the last of 4 restart(s))")
     assert found[1]["reason"].startswith("exited, why is not known (Docker's event log had moved on")
     assert found[1]["exit_code"] is None and not found[1]["oom"]
-    assert crashes._timestamp("0001-01-01T00:00:00Z") == 0.0
-
-
-@pytest.mark.parametrize("state, status, seconds, inspected", [
-    ("restarting", "Restarting (137) 2 seconds ago", 5, True),
-    ("exited", "Exited (0) 3 seconds ago", 5, False),
-    ("running", "Up Less than a second", 5, True),
-    ("running", "Up 4 seconds (healthy)", 5, True),
-    ("running", "Up 9 seconds", 5, False),
-    ("running", "Up About a minute", 70, True),
-    ("running", "Up About a minute", 30, False),
-    ("running", "Up 3 minutes", 60, False),
-    ("running", "Up 2 hours", 60, False),
-    ("running", "Up something new", 5, True),
-])
-def test_only_containers_that_may_have_restarted_in_the_gap_are_inspected(state, status, seconds, inspected):
-    assert engine._maybe_started_since({"State": state, "Status": status}, seconds) is inspected
-
-
-def test_a_container_whose_removal_is_already_under_way_counts_as_removed():
-    import docker.errors
-
-    class Removing:
-        def remove(self, **_):
-            raise docker.errors.APIError("409 Conflict: removal of container abc is already in progress")
-
-    class Refusing:
-        def remove(self, **_):
-            raise docker.errors.APIError("409 Conflict: something else")
-
-    engine.remove(Removing())
-    with pytest.raises(docker.errors.APIError):
-        engine.remove(Refusing())

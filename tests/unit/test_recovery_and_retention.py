@@ -1,7 +1,8 @@
 """The two decisions zdd makes on its own: what to repair, and which images to delete."""
 
 from zdd.recover import Recovery, plan
-from zdd.retention import choose_prunable, epoch, last_used
+from zdd.retention import choose_prunable, last_used
+from zdd.state import epoch
 
 
 def container(cid, slot, status="running", sha="s", process="web", deploy=None):
@@ -74,4 +75,5 @@ def test_last_use_counts_successful_deploys_only_and_reads_both_time_formats():
     history = [{"sha": "a", "outcome": "live", "finished_at": "2026-01-01T00:00:10+00:00"},
                {"sha": "a", "outcome": "failed", "finished_at": "2026-01-02T00:00:00+00:00"}]
     assert last_used(history) == {"a": epoch("2026-01-01T00:00:10+00:00")}
-    assert epoch("2026-01-01T00:00:10.123456789Z") == epoch("2026-01-01T00:00:10+00:00")
+    assert epoch("2026-01-01T00:00:10.25Z") == epoch("2026-01-01T00:00:10+00:00") + 0.25
+    assert epoch("0001-01-01T00:00:00Z") == epoch(None) == 0.0

@@ -146,3 +146,13 @@ def test_no_script_pipes_into_a_reader_that_stops_early():
     found = [f"{p.relative_to(REPO)}:{p.read_text()[:m.start()].count(chr(10)) + 1}: {m.group(0).strip()}"
              for p in paths for m in EARLY_READER.finditer(p.read_text())]
     assert found == [], "use has_line \"$(command)\" LINE (install.sh) instead:\n" + "\n".join(found)
+
+
+def test_zdds_own_pipe_tells_which_side_failed_and_forgives_a_producer_cut_off():
+    from zdd.pipes import pipe
+    sh = lambda script: ["sh", "-c", script]
+    assert pipe(sh("echo data"), sh("grep -q data")) == (None, None)
+    assert pipe(sh("echo half; echo 'fatal: disk gone' >&2; exit 3"), sh("cat >/dev/null")) == ("fatal: disk gone", None)
+    assert pipe(sh("echo x"), sh("echo 'error: bad input'; exit 1")) == (None, "error: bad input")
+    # the consumer stops at once; the producer's next write kills it with SIGPIPE
+    assert pipe(sh("while :; do echo y; done"), sh("echo 'error: refused' >&2; exit 2")) == (None, "error: refused")
