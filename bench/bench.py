@@ -293,6 +293,7 @@ def main(argv: list[str]) -> int:
         print("==> Measuring the app's own start time (docker run to first answer)", flush=True)
         starts = [round(lab.app_start_seconds(client, images["exits"]["v1"]), 3) for _ in range(3)]
         app_start = statistics.median(starts)
+        hook_start = lab.hook_start_seconds()
         cases = make_cases(env, args.cases, images)
         print("==> Setting up " + ", ".join(args.cases) + " (zdd: install.sh and two first pushes per app)", flush=True)
         for case in cases.values():
@@ -301,10 +302,10 @@ def main(argv: list[str]) -> int:
         started = time.monotonic()
         results = run_deploys(cases, args)
         titles = {name: case.title for name, case in cases.items()}
-        verdicts = report.targets(results, app_start)
+        verdicts = report.targets(results, app_start, hook_start)
         when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         raw = {"command": command, "when": when, "machine": info, "settings": vars(args) | {"json": str(args.json),
-               "markdown": str(args.markdown)}, "app_start_s": starts, "image_build_s": round(build_s, 2),
+               "markdown": str(args.markdown)}, "app_start_s": starts, "hook_start_s": hook_start, "image_build_s": round(build_s, 2),
                "deploy_phase_s": round(time.monotonic() - started, 1),
                "load_average_at_end": os.getloadavg(), "titles": titles, "deploys": results,
                "targets": [{"verdict": v, "target": t, "evidence": e} for v, t, e in verdicts]}

@@ -239,6 +239,16 @@ def app_start_seconds(client: docker.DockerClient, image: str) -> float:
         container.remove(force=True)
 
 
+def hook_start_seconds(runs: int = 5) -> float:
+    """The median wall time of a Python that imports what zdd's hook imports, and nothing
+    else: what every push pays before zdd's first line (the bench's zdd runs from .venv)."""
+    def once() -> float:
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-c", "import zdd.cli, zdd.hook"], check=True, cwd=CHECKOUT)
+        return time.monotonic() - started
+    return round(sorted(once() for _ in range(runs))[runs // 2], 3)
+
+
 def ours(name: str) -> bool:
     return name.lstrip("/").startswith(PREFIX)
 

@@ -9,7 +9,7 @@ from measure import median_and_worst
 ZDD_CASES = ("zdd", "zdd-rollback", "zdd-ignore-term")
 STEPS = ("config", "build", "start", "health", "switch", "drain")
 ROLLBACK_MARGIN = 1.5
-OVERHEAD_TARGET = 0.5
+OVERHEAD_TARGETS = {"zdd": 0.25, "zdd-rollback": 0.2, "zdd-ignore-term": 0.25}  # median, s (issue 22)
 PICTURES_ARE = "one deploy per case, the one with the most failed requests"
 # a list of numbers as json.dumps(indent=2) spreads it, one per line (no string holds a raw newline)
 NUMBER_LIST = re.compile(r"\[\n\s+[-+.\deE]+(?:,\n\s+[-+.\deE]+)*\n\s*\]")
@@ -67,9 +67,11 @@ def requests_line(results: dict[str, list[dict]]) -> str:
             f"{median('long_in_flight'):.0f} long ones in flight at the switch.")
 
 
-def targets(results: dict[str, list[dict]], app_start: float) -> list[tuple[str, str, str]]:
-    """(verdict, target, evidence) for each of zdd's targets that this run measured."""
-    return _deploy_targets(results, app_start) + _neighbour_targets(results) + _swarm_targets(results)
+def targets(results: dict[str, list[dict]], app_start: float,
+            hook_start: float | None = None) -> list[tuple[str, str, str]]:
+    """(verdict, target, evidence) for each of zdd's targets that this run measured.
+    ``hook_start``: the hook's Python start-up and imports alone, measured idle."""
+    return _deploy_targets(results, app_start, hook_start) + _neighbour_targets(results) + _swarm_targets(results)
 
 
 def _swarm_targets(results: dict[str, list[dict]]) -> list[tuple[str, str, str]]:
@@ -131,7 +133,8 @@ def _neighbour_targets(results: dict[str, list[dict]]) -> list[tuple[str, str, s
              "requests of any kind for an app under load, and no Caddy reload", evidence)]
 
 
-def _deploy_targets(results: dict[str, list[dict]], app_start: float) -> list[tuple[str, str, str]]:
+def _deploy_targets(results: dict[str, list[dict]], app_start: float,
+                    hook_start: float | None) -> list[tuple[str, str, str]]:
     zdd = {case: results[case] for case in ZDD_CASES if results.get(case)}
     if not zdd:
         return []
@@ -159,11 +162,37 @@ def _deploy_targets(results: dict[str, list[dict]], app_start: float) -> list[tu
         verdicts.append(verdict(most <= limit, f"rollback by tag: push-to-serving within {ROLLBACK_MARGIN} s "
                                 f"+ app start ({app_start:.2f} s) = {limit:.2f} s, every time",
                                 f"median {median:.2f} s, worst {most:.2f} s"))
-    medians = {case: statistics.median(d["zdd_overhead_s"] for d in ds) for case, ds in zdd.items()}
-    verdicts.append(verdict(all(m < OVERHEAD_TARGET for m in medians.values()),
-                            f"zdd overhead (push-to-serving - build - start - health): median under "
-                            f"{OVERHEAD_TARGET} s", _per_case("median", medians, "{:.2f} s")))
+    verdicts.append(_overhead_target(zdd, hook_start))
+    if zdd.get("zdd") and results.get("naive"):
+        verdicts.append(_versus_naive(zdd["zdd"], results["naive"], app_start))
     return verdicts
+
+
+def _overhead_target(zdd: dict[str, list[dict]], hook_start: float | None) -> tuple[str, str, str]:
+    """zdd's own time around the engine's and the app's, and how much of it passes before
+    zdd's first line (git, then the hook's Python start-up and imports: paid per push)."""
+    median = lambda ds, key: statistics.median(d[key] for d in ds)
+    met = all(median(ds, "zdd_overhead_s") < OVERHEAD_TARGETS[case] for case, ds in zdd.items())
+    evidence = ", ".join(f"{case} median {median(ds, 'zdd_overhead_s'):.2f} s (target {OVERHEAD_TARGETS[case]} s), "
+                         f"{median(ds, 'zdd_first_line_s'):.2f} s of it before zdd's first line" for case, ds in zdd.items())
+    if hook_start is not None:
+        evidence += (f"; the hook's Python start-up and imports alone take {hook_start:.2f} s on the idle machine "
+                     "(docker, GitPython, Jinja2: every push needs them), the floor of a hook that starts per push")
+    return ("MET" if met else "MISSED",
+            "zdd overhead (push-to-serving - build - start - health): median under 0.25 s, rollback by tag under 0.2 s",
+            evidence)
+
+
+def _versus_naive(pushes: list[dict], naive: list[dict], app_start: float) -> tuple[str, str, str]:
+    """A code-only push against stopping the old container and starting a prebuilt image."""
+    median = lambda ds, key: statistics.median(d[key] for d in ds)
+    step = lambda name: statistics.median(d["zdd_steps"][name] for d in pushes)
+    zdd, stop_start = median(pushes, "push_to_serving_s"), median(naive, "push_to_serving_s")
+    evidence = (f"zdd median {zdd:.2f} s, naive {stop_start:.2f} s; zdd's extra: its first line "
+                f"{median(pushes, 'zdd_first_line_s'):.2f} s, a cached build {step('build'):.2f} s (naive starts "
+                f"an image built before), health seen {step('health') - app_start:.2f} s after the app's own start")
+    return ("MET" if zdd <= stop_start else "MISSED",
+            "push-to-serving of a code-only change no more than naive's stop-and-start, in the same run", evidence)
 
 
 def _per_case(what: str, figures: dict[str, float], fmt: str) -> str:

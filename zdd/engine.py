@@ -5,6 +5,7 @@ import io
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tarfile
 import threading
@@ -183,15 +184,30 @@ class HealthCommandProbe:
         try:
             exec_id = self.client.api.exec_create(self.container.id, self.command)["Id"]
             self.client.api.exec_start(exec_id, detach=True)
-            deadline = time.monotonic() + self.timeout
+            deadline, pause = time.monotonic() + self.timeout, 0.01
             while time.monotonic() < deadline:
                 info = self.client.api.exec_inspect(exec_id)
                 if not info["Running"]:
                     return info["ExitCode"] == 0
-                time.sleep(0.05)
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)  # most checks end within a few hundredths
         except docker.errors.APIError:
             pass  # not running yet, or gone: the status check says which
         return False
+
+
+def listening(container, port: int, timeout: float = 0.05) -> bool:
+    """Whether the container takes TCP connections on ``port``, at its own address (the host
+    port would not tell: Docker's proxy accepts there before anything listens inside)."""
+    networks = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    addresses = [n["IPAddress"] for n in networks.values() if n.get("IPAddress")]
+    for address in addresses[:1]:
+        try:
+            socket.create_connection((address, port), timeout=timeout).close()
+            return True
+        except OSError:
+            return False
+    return False
 
 
 class PortInUse(ZddError):
@@ -346,23 +362,26 @@ def remove(container) -> None:
 
 
 def app_images(client, app: str) -> list[dict]:
-    """Images zdd built for ``app``: sha, id, size in bytes, and the raw creation time."""
-    images = []
-    for image in client.images.list(filters={"label": f"zdd.app={app}"}):
-        sha = image.labels.get("zdd.sha")
-        if sha:
-            images.append({"sha": sha, "id": image.id, "size": image.attrs.get("Size", 0),
-                           "created": image.attrs.get("Created", "")})
+    """Images zdd built for ``app``: sha, id, size in bytes, and when built (epoch seconds)."""
+    return [{"sha": image["Labels"]["zdd.sha"], "id": image["Id"], "size": image.get("Size", 0),
+             "created": float(image.get("Created", 0))}
+            for image in _listed_images(client, f"zdd.app={app}") if "zdd.sha" in image["Labels"]]
+
+
+def _listed_images(client, label: str) -> list[dict]:
+    """The engine's image listing alone: the SDK's images.list inspects each image after it,
+    which fails when a deploy's retention removes one in between, and costs a call per image."""
+    images = client.api.images(filters={"label": label})
+    for image in images:
+        image["Labels"] = image.get("Labels") or {}
     return images
 
 
 def image_bytes_by_app(client) -> dict[str, int]:
     """What each app's kept images take, as `docker images` counts them (shared layers in each)."""
     sizes: dict[str, int] = {}
-    # the listing alone: the SDK's images.list inspects each image after it, which fails
-    # when a deploy's retention removes one in between, and costs a call per image
-    for image in client.api.images(filters={"label": "zdd.app"}):
-        app = (image.get("Labels") or {}).get("zdd.app")
+    for image in _listed_images(client, "zdd.app"):
+        app = image["Labels"]["zdd.app"]
         sizes[app] = sizes.get(app, 0) + image.get("Size", 0)
     return sizes
 
@@ -625,14 +644,11 @@ def helper_argv(client, mount, command: list[str], read_only: bool = False, stdi
 def volume_sizes(client, patience: float = 30.0) -> dict[str, int]:
     """Each volume's size in bytes, as `docker system df -v` counts it. Docker 20.10 refuses
     a second df while one runs (another `zdd apps`, a `docker system df`): wait for it."""
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            usage = client.df()
-            break
-        except docker.errors.APIError as error:
-            if "already running" not in str(error) or time.monotonic() > deadline:
-                raise ZddError(f"Docker did not size the volumes ({error.explanation or error}): "
-                               "run the command again") from None
-            time.sleep(0.5)
+    import tenacity
+    busy = lambda error: isinstance(error, docker.errors.APIError) and "already running" in str(error)
+    try:
+        usage = tenacity.Retrying(retry=tenacity.retry_if_exception(busy), stop=tenacity.stop_after_delay(patience),
+                                  wait=tenacity.wait_fixed(0.5), reraise=True)(client.df)
+    except docker.errors.APIError as error:
+        raise ZddError(f"Docker did not size the volumes ({error.explanation or error}): run the command again") from None
     return {v["Name"]: (v.get("UsageData") or {}).get("Size", -1) for v in usage.get("Volumes") or []}

@@ -11,6 +11,7 @@ from zdd.errors import ContainerFailed
 
 Emit = Callable[[str], None]
 PROGRESS_EVERY = 5.0
+LISTEN_POLL = 0.03  # between checks, how often zdd looks whether the app's port opened
 # Docker's proxy accepts on the host port, then closes when nothing listens in the container.
 NOTHING_LISTENS = ("connection refused", "connection closed without an answer")
 
@@ -50,11 +51,13 @@ def _describe(error: Exception) -> str:
 
 
 def wait_until_healthy(container, probe: Callable[[], bool], timeout: float, interval: float,
-                       emit: Emit, docker_health: bool) -> None:
+                       emit: Emit, docker_health: bool, listening: Callable[[], bool] | None = None) -> None:
     """Return once healthy; raise ContainerFailed if it exits, turns unhealthy or times out.
 
     Healthy: the probe passes, or (``docker_health``) Docker reports healthy. Docker
-    reporting unhealthy fails at once.
+    reporting unhealthy fails at once. ``listening``: whether the app's port takes
+    connections yet, a cheap look; the moment it first does, the next check runs at once
+    instead of after the rest of the interval.
     """
     started = time.monotonic()
     last_report = [started]
@@ -77,12 +80,29 @@ def wait_until_healthy(container, probe: Callable[[], bool], timeout: float, int
         retry=tenacity.retry_if_exception_type(NotYet),
         stop=tenacity.stop_after_delay(timeout),
         wait=tenacity.wait_fixed(interval),
+        sleep=_sleep_until_listening(listening) if listening else time.sleep,
         reraise=True,
     )
     try:
         retrying(check)
     except NotYet:
         raise ContainerFailed(f"the new container was not healthy within {timeout:.0f}s") from None
+
+
+def _sleep_until_listening(listening: Callable[[], bool]) -> Callable[[float], None]:
+    """A sleep that ends early the first time ``listening`` turns true, then sleeps as asked."""
+    opened = False
+
+    def sleep(seconds: float) -> None:
+        nonlocal opened
+        deadline = time.monotonic() + seconds
+        while not opened and time.monotonic() + LISTEN_POLL < deadline:
+            if listening():
+                opened = True
+                return
+            time.sleep(LISTEN_POLL)
+        time.sleep(max(0.0, deadline - time.monotonic()))
+    return sleep
 
 
 def wait_staying_up(container, until: float, poll: float = 0.25) -> None:

@@ -35,7 +35,7 @@ def _start_and_switch(runtime, app, live, version, counts, old_workers, timer):
             workers = _start_workers(version, counts, timer.emit, overlap=True)
             new += [worker.container for worker in workers]
         upstream = f"{engine.LOOPBACK}:{host_port}"
-        _health_gate(version.client, web, image, host_port, upstream, repo_config, timer, f"{port}, from {source}")
+        _health_gate(version, web, host_port, port, source, timer)
         if workers:
             with timer.step("workers", f"Checking {len(workers)} worker container(s) "
                                        f"({_worker_check(image, repo_config)})"):
@@ -131,22 +131,24 @@ def _start_in_slot(app, version, name, port, slot):
     return container, host_port
 
 
-def _health_gate(client, container, image, host_port, upstream, repo_config, timer, app_port: str) -> None:
-    command = engine.health_command(image)
-    how = "Docker HEALTHCHECK" if command else f"GET {repo_config.health_path} on {upstream}"
+def _health_gate(version, container, host_port: int, port: int, source: str, timer) -> None:
+    client, repo_config = version.client, version.config
+    command = engine.health_command(version.image)
+    how = "Docker HEALTHCHECK" if command else f"GET {repo_config.health_path} on {engine.LOOPBACK}:{host_port}"
     with timer.step("health", f"Waiting for health ({how}, up to {repo_config.health_timeout:.0f}s)"):
         if command:
             probe = engine.HealthCommandProbe(client, container, command)
         else:
             probe = health.HttpProbe(host_port, repo_config.health_path)
         try:
-            health.wait_until_healthy(container, probe, repo_config.health_timeout,
-                                      repo_config.health_interval, timer.emit, docker_health=bool(command))
+            health.wait_until_healthy(container, probe, repo_config.health_timeout, repo_config.health_interval,
+                                      timer.emit, docker_health=bool(command),
+                                      listening=lambda: engine.listening(container, port))
         except ContainerFailed as error:
             if command:
                 raise
             if probe.last_failure in health.NOTHING_LISTENS:
-                raise ContainerFailed(f"{error}: nothing listened on its port {app_port}; if the app "
+                raise ContainerFailed(f"{error}: nothing listened on its port {port}, from {source}; if the app "
                                       "listens on another port, set `port` in zdd.toml") from None
             raise ContainerFailed(f"{error}: the last probe got {probe.last_failure}") from None
         engine.keep_running(container)
