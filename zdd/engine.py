@@ -200,14 +200,14 @@ def listening(container, port: int, timeout: float = 0.05) -> bool:
     """Whether the container takes TCP connections on ``port``, at its own address (the host
     port would not tell: Docker's proxy accepts there before anything listens inside)."""
     networks = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
-    addresses = [n["IPAddress"] for n in networks.values() if n.get("IPAddress")]
-    for address in addresses[:1]:
-        try:
-            socket.create_connection((address, port), timeout=timeout).close()
-            return True
-        except OSError:
-            return False
-    return False
+    address = next((n["IPAddress"] for n in networks.values() if n.get("IPAddress")), None)
+    if address is None:  # not started yet
+        return False
+    try:
+        socket.create_connection((address, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 class PortInUse(ZddError):
