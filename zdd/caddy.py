@@ -182,10 +182,13 @@ def _last_error(stderr: str) -> str:
     return (errors or stderr.strip().splitlines() or ["no output"])[-1].removeprefix("Error: ")
 
 
-def route_to(route_dir: Path, ports: dict[str, int], slot: str) -> None:
+def route_to(route_dir: Path, ports: dict[str, int], slot: str, fallback: bool = True) -> None:
     """Point the app's traffic at ``slot``: its route file becomes LIVE-OTHER (the two slots'
-    ports). A rename, so Caddy, which reads it on every request, sees one name or the other."""
-    other = next(port for name, port in ports.items() if name != slot)
+    ports: Caddy retries a request the live one refused on the other, where the old
+    container still serves while it drains), or LIVE-LIVE without ``fallback`` (once nothing
+    of the app listens on the other: its port may be anyone's by then). A rename, so Caddy,
+    which reads it on every request, sees one name or the other."""
+    other = next(port for name, port in ports.items() if name != slot) if fallback else ports[slot]
     _name_route(route_dir, f"{ports[slot]}-{other}")
 
 

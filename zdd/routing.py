@@ -76,8 +76,8 @@ def route_dir(server, app: str):
     return path
 
 
-def route_to(server, app: str, slot: str) -> None:
-    caddy.route_to(route_dir(server, app), slot_ports(server, app), slot)
+def route_to(server, app: str, slot: str, fallback: bool = True) -> None:
+    caddy.route_to(route_dir(server, app), slot_ports(server, app), slot, fallback)
 
 
 def route_to_service(server, app: str, port: int) -> None:

@@ -64,6 +64,9 @@ def test_second_push_under_load_drops_no_request_and_does_not_reload_caddy(serve
     remaining = docker_client.containers.list(ignore_removed=True, all=True, filters={"label": f"zdd.app={app}"})
     assert [c.name for c in remaining] == [server.status(app)["container"]]
     assert old_container not in [c.name for c in remaining]
+    live_port = server.status(app)["upstream"].rsplit(":", 1)[1]
+    route = [p.name for p in (server.root / "apps" / app / "route").iterdir() if "-" in p.name]
+    assert route == [f"{live_port}-{live_port}"], "Caddy's retries never go to the old slot's port once it is free"
 
 
 def test_pushing_an_old_tag_rolls_back_without_building(server, new_app):

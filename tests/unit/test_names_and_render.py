@@ -108,6 +108,8 @@ def test_route_file_names_the_live_port_first_and_is_renamed(tmp_path):
     route_to(tmp_path, ports, "green")
     route_to(tmp_path, ports, "green")
     assert routed_slot(tmp_path, ports) == "green" and [p.name for p in tmp_path.iterdir()] == ["21002-21001"]
+    route_to(tmp_path, ports, "green", fallback=False)  # the old container is gone: retries stay on green
+    assert routed_slot(tmp_path, ports) == "green" and [p.name for p in tmp_path.iterdir()] == ["21002-21002"]
     assert slots.other(None) == "blue" and slots.other("blue") == "green" and slots.other("green") == "blue"
 
 

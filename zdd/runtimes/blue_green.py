@@ -16,6 +16,7 @@ def roll_out(runtime, app, version, counts: dict[str, int], live: dict | None, t
     old_workers = generation.of_generation(version.client, app.name, live and live.get("deploy_id"))
     web, slot, upstream, port = _start_and_switch(runtime, app, live, version, counts, old_workers, timer)
     _retire(app.server, version.client, live, old_workers, version.config, timer)
+    routing.route_to(app.server, app.name, slot, fallback=False)  # the old slot's port is free now
     return state.live_record(app.name, version.sha, version.ref, version.image_tag, web, slot, upstream, port,
                              version.deploy_id, None, version.declared())
 
