@@ -60,7 +60,7 @@ def reconcile(app_dir, route_dir, slot_ports: dict, client, app: str, emit: Emit
     found = [describe(c) for c in engine.app_containers(client, app)]
     recovery = plan(live, caddy.routed_slot(route_dir, slot_ports), found)
     if recovery.route_to:
-        caddy.route_to(route_dir, slot_ports, recovery.route_to)
+        caddy.route_to(route_dir, slot_ports, recovery.route_to, fallback=False)  # the others go
         emit(f"==> Traffic pointed back at slot {recovery.route_to} after an interrupted deploy")
     for leftover in recovery.remove:
         engine.remove(leftover["container"])

@@ -185,7 +185,7 @@ def _watch(app, container, old_slot: str, seconds: float) -> None:
     while time.monotonic() < deadline:
         now = engine.state(container)
         if now["status"] != "running" or now["restarts"]:
-            routing.route_to(app.server, app.name, old_slot)
+            routing.route_to(app.server, app.name, old_slot, fallback=False)  # the new one goes
             raise ContainerFailed(f"the new container crashed (exit code {now['exit_code']}) right after "
                                   "the switch: traffic went back to the previous version")
         time.sleep(0.2)
