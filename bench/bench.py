@@ -99,7 +99,7 @@ def make_cases(env: Env, names: list[str], images: dict) -> dict:
 
     def swarm_app_two_at_a_time() -> ZddApp:
         apps.setdefault("bench-swarm2", ZddApp(env, "bench-swarm2", False, host="bench-swarm2.test",
-                                               replicas=SWARM_REPLICAS, zdd_toml="[processes.web]\nparallelism = 2\n"))
+                                               replicas=SWARM_REPLICAS, parallelism=2))
         return apps["bench-swarm2"]
 
     def host_app() -> ZddApp:  # the app whose clients the neighbours cases measure

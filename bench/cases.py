@@ -87,8 +87,8 @@ class ZddApp:
     ``replicas``, on the zdd server in Swarm mode instead, its web scaled to that many."""
 
     def __init__(self, env, app: str, ignore_term: bool, host: str | None = None, replicas: int | None = None,
-                 zdd_toml: str | None = None):
-        self.env, self.app, self.host, self.replicas, self.zdd_toml = env, app, host, replicas, zdd_toml
+                 parallelism: int = 1):
+        self.env, self.app, self.host, self.replicas, self.parallelism = env, app, host, replicas, parallelism
         self.site = None if host else f"http://127.0.0.1:{lab.free_port()}"
         self.copy = None
         self.ignore_term = ignore_term
@@ -109,8 +109,8 @@ class ZddApp:
             server.zdd("scale", self.app, f"web={self.replicas}")
         self.copy = lab.WorkingCopy(self.env.folder / f"work-{self.app}", server.repo(self.app),
                                     self.env.start_delay, self.ignore_term)
-        if self.zdd_toml:
-            (self.copy.path / "zdd.toml").write_text(self.zdd_toml)
+        if self.parallelism > 1:  # Swarm replaces that many web tasks at once
+            (self.copy.path / "zdd.toml").write_text(f"[processes.web]\nparallelism = {self.parallelism}\n")
         for body in VERSIONS:  # the first deploy reloads Caddy; the second shows a routine one
             self.push_commit(body)
         self.env.wait_serving(self.site, VERSIONS[1], self.host, server)
@@ -205,7 +205,7 @@ class SwarmPush(ZddPush):
 
     def __init__(self, app: ZddApp):
         super().__init__(app)
-        at_once = " two at a time" if app.zdd_toml and "parallelism = 2" in app.zdd_toml else ""
+        at_once = " two at a time" if app.parallelism == 2 else ""
         self.title = f"zdd on Swarm: git push rolls {app.replicas} replicas over 3 nodes{at_once}"
 
     def details(self) -> dict:

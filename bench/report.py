@@ -61,7 +61,7 @@ def steps_table(results: dict[str, list[dict]], titles: dict[str, str]) -> list[
 
 def requests_line(results: dict[str, list[dict]]) -> str:
     deploys = [d for ds in results.values() for d in ds]
-    median = lambda key: statistics.median(d[key] for d in deploys)
+    median = lambda key: _median(deploys, key)
     return (f"Per deploy (median): {median('strict_requests') + median('retrying_requests'):.0f} short requests, "
             f"{median('long_requests'):.0f} long ones, "
             f"{median('long_in_flight'):.0f} long ones in flight at the switch.")
@@ -78,25 +78,22 @@ def _swarm_targets(results: dict[str, list[dict]]) -> list[tuple[str, str, str]]
     verdicts = []
     rolled, refused = results.get("swarm"), results.get("swarm-failing")
     if rolled:
-        median, most = median_and_worst([d["swarm_rollout_s"] for d in rolled])
-        evidence = f"{_worst_failures(rolled)}; every replica rolled in {median:.2f} s median ({most:.2f} s worst)"
+        evidence = _rollout_evidence(rolled)
         if results.get("zdd"):
-            one = statistics.median(d["push_to_serving_s"] for d in results["zdd"])
-            evidence += f"; one server's push-to-serving: {one:.2f} s median"
+            evidence += f"; one server's push-to-serving: {_median(results['zdd'], 'push_to_serving_s'):.2f} s median"
         verdicts.append((_met(rolled), "Swarm: a push rolls 3 web replicas over 3 nodes with 0 failed requests "
                                        "of every kind", evidence))
-        spread = [d for d in rolled if len(set(d.get("web_nodes", []))) == 3]
+        spread = [d for d in rolled if _spread(d)]
         verdicts.append(("MET" if len(spread) == len(rolled) else "MISSED",
                          "Swarm: every push ends with the 3 web replicas on 3 distinct nodes",
                          f"{len(spread)} of {len(rolled)} pushes ended spread; piled: "
                          + (", ".join("+".join(d.get("web_nodes", [])) for d in rolled if d not in spread) or "none")))
     parallel = results.get("swarm-parallel")
     if parallel:
-        median, most = median_and_worst([d["swarm_rollout_s"] for d in parallel])
-        evidence = f"{_worst_failures(parallel)}; every replica rolled in {median:.2f} s median ({most:.2f} s worst)"
+        evidence = _rollout_evidence(parallel)
         if rolled:
-            evidence += f", one at a time {median_and_worst([d['swarm_rollout_s'] for d in rolled])[0]:.2f} s"
-        spread = sum(1 for d in parallel if len(set(d.get("web_nodes", []))) == 3)
+            evidence += f", one at a time {_median(rolled, 'swarm_rollout_s'):.2f} s"
+        spread = sum(1 for d in parallel if _spread(d))
         verdicts.append((_met(parallel) if spread == len(parallel) else "MISSED",
                          "Swarm: `parallelism = 2` rolls 3 replicas two at a time, spread, with 0 failed requests",
                          f"{evidence}; {spread} of {len(parallel)} pushes ended spread"))
@@ -104,6 +101,20 @@ def _swarm_targets(results: dict[str, list[dict]]) -> list[tuple[str, str, str]]
         verdicts.append((_met(refused), "Swarm: a version that never gets healthy is rolled back by Swarm, "
                                         "with 0 failed requests of every kind", _worst_failures(refused)))
     return verdicts
+
+
+def _rollout_evidence(deploys: list[dict]) -> str:
+    median, most = median_and_worst([d["swarm_rollout_s"] for d in deploys])
+    return f"{_worst_failures(deploys)}; every replica rolled in {median:.2f} s median ({most:.2f} s worst)"
+
+
+def _spread(deploy: dict) -> bool:
+    """The push left the web replicas on 3 distinct nodes."""
+    return len(set(deploy.get("web_nodes", []))) == 3
+
+
+def _median(deploys: list[dict], key: str) -> float:
+    return statistics.median(d[key] for d in deploys)
 
 
 def _worst_failures(deploys: list[dict]) -> str:
@@ -171,10 +182,10 @@ def _deploy_targets(results: dict[str, list[dict]], app_start: float,
 def _overhead_target(zdd: dict[str, list[dict]], hook_start: float | None) -> tuple[str, str, str]:
     """zdd's own time around the engine's and the app's, and how much of it passes before
     zdd's first line (git, then the hook's Python start-up and imports: paid per push)."""
-    median = lambda ds, key: statistics.median(d[key] for d in ds)
-    met = all(median(ds, "zdd_overhead_s") < OVERHEAD_TARGETS[case] for case, ds in zdd.items())
-    evidence = ", ".join(f"{case} median {median(ds, 'zdd_overhead_s'):.2f} s (target {OVERHEAD_TARGETS[case]} s), "
-                         f"{median(ds, 'zdd_first_line_s'):.2f} s of it before zdd's first line" for case, ds in zdd.items())
+    met = all(_median(ds, "zdd_overhead_s") < OVERHEAD_TARGETS[case] for case, ds in zdd.items())
+    evidence = ", ".join(f"{case} median {_median(ds, 'zdd_overhead_s'):.2f} s (target {OVERHEAD_TARGETS[case]} s), "
+                         f"{_median(ds, 'zdd_first_line_s'):.2f} s of it before zdd's first line"
+                         for case, ds in zdd.items())
     if hook_start is not None:
         evidence += (f"; the hook's Python start-up and imports alone take {hook_start:.2f} s on the idle machine "
                      "(docker, GitPython, Jinja2: every push needs them), the floor of a hook that starts per push")
@@ -185,11 +196,10 @@ def _overhead_target(zdd: dict[str, list[dict]], hook_start: float | None) -> tu
 
 def _versus_naive(pushes: list[dict], naive: list[dict], app_start: float) -> tuple[str, str, str]:
     """A code-only push against stopping the old container and starting a prebuilt image."""
-    median = lambda ds, key: statistics.median(d[key] for d in ds)
     step = lambda name: statistics.median(d["zdd_steps"][name] for d in pushes)
-    zdd, stop_start = median(pushes, "push_to_serving_s"), median(naive, "push_to_serving_s")
+    zdd, stop_start = _median(pushes, "push_to_serving_s"), _median(naive, "push_to_serving_s")
     evidence = (f"zdd median {zdd:.2f} s, naive {stop_start:.2f} s; zdd's extra: its first line "
-                f"{median(pushes, 'zdd_first_line_s'):.2f} s, a cached build {step('build'):.2f} s (naive starts "
+                f"{_median(pushes, 'zdd_first_line_s'):.2f} s, a cached build {step('build'):.2f} s (naive starts "
                 f"an image built before), health seen {step('health') - app_start:.2f} s after the app's own start")
     return ("MET" if zdd <= stop_start else "MISSED",
             "push-to-serving of a code-only change no more than naive's stop-and-start, in the same run", evidence)

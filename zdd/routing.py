@@ -85,7 +85,10 @@ def route_to_service(server, app: str, port: int) -> None:
 
 
 def slot_ports(server, app: str) -> dict[str, int]:
-    return slots.ensure_ports(server.app_dir(app), ports_of_other_apps(server, app))
+    """The app's two slot ports; every other app's are read only to choose them the first time
+    (each switch asks: reading 50 apps' files each time would grow with the apps)."""
+    return slots.read_ports(server.app_dir(app)) or slots.ensure_ports(server.app_dir(app),
+                                                                       ports_of_other_apps(server, app))
 
 
 def ports_of_other_apps(server, app: str) -> set[int]:

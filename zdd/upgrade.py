@@ -152,9 +152,9 @@ def _move_data(client, old, new, emit: Emit) -> None:
     restore.psql(source, old, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                               f"WHERE datname = '{old.user}' AND pid <> pg_backend_pid()")
     dump = engine.exec_argv(source.name, ["pg_dump", "--format=custom", "--compress=0", "-U", old.user, "-d", old.user])
-    failure = next(filter(None, pipes.pipe(dump, restore.pg_restore_argv(new, new.user, target.name))), None)
-    if failure:
-        raise UpgradeFailed(f"moving the data failed: {failure}")
+    dump_failed, restore_failed = pipes.pipe(dump, restore.pg_restore_argv(new, new.user, target.name))
+    if dump_failed or restore_failed:
+        raise UpgradeFailed(f"moving the data failed: {dump_failed or restore_failed}")
     emit(f"    moved the data: pg_dump | pg_restore in {time.monotonic() - started:.1f}s")
 
 

@@ -1,4 +1,4 @@
-"""The engine module's own logic, without an engine: what it inspects and what it forgives."""
+"""The engine and health modules' own logic, without an engine: what they inspect, forgive and wait for."""
 
 import docker.errors
 import pytest
