@@ -60,6 +60,7 @@ class Server:
         self.apps: list[str] = []
         self.ports_given: set[int] = set()
         self.shared = False  # the session's server: its timer stays until the session ends
+        self.inside: list[str] = []  # a prefix for its commands: nsenter into an engine lab's network
         CREATED.append(self)
 
     def remove_timer(self) -> None:
@@ -76,9 +77,13 @@ class Server:
         env = {**os.environ, "HOME": str(caddy_home), "XDG_DATA_HOME": str(caddy_home),
                "XDG_CONFIG_HOME": str(caddy_home)}
         self.caddy = subprocess.Popen(
-            [str(self.caddy_bin), "run", "--config", str(self.caddyfile), "--adapter", "caddyfile"],
+            [*self.inside, str(self.caddy_bin), "run", "--config", str(self.caddyfile), "--adapter", "caddyfile"],
             stdout=open(self.base / "caddy.log", "ab"), stderr=subprocess.STDOUT, env=env)
-        assert wait_for(lambda: http_get(f"http://{self.admin}/config/")[0] == 200), "Caddy did not start"
+        assert wait_for(lambda: self.get(f"http://{self.admin}/config/")[0] == 200), "Caddy did not start"
+
+    def get(self, url: str, host: str | None = None) -> tuple[int, str]:
+        """probes.http_get from where this server's Caddy and apps listen."""
+        return http_get(url, host=host)
 
     def caddy_loads(self) -> int:
         """How many configs this Caddy has loaded: its first, then one per reload."""
@@ -101,7 +106,7 @@ class Server:
         return port
 
     def install(self, app: str, *args: str) -> subprocess.CompletedProcess:
-        result = run(["bash", str(REPO / "install.sh"), app, *args], env=self.env)
+        result = run([*self.inside, "bash", str(REPO / "install.sh"), app, *args], env=self.env)
         if result.returncode == 0 and app not in self.apps:
             self.apps.append(app)
         return result
@@ -114,7 +119,7 @@ class Server:
         return site
 
     def zdd(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
-        return run([str(self.root / "bin" / "zdd"), *args], env={"PATH": "/usr/bin:/bin"}, input=input)
+        return run([*self.inside, str(self.root / "bin" / "zdd"), *args], env={"PATH": "/usr/bin:/bin"}, input=input)
 
     def status(self, app: str) -> dict:
         result = self.zdd("status", app, "--json")
