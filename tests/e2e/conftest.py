@@ -221,6 +221,7 @@ class AppRepo:
         self.git("init", "-q", "-b", "main")
         self.git("config", "user.email", "dev@example.com")
         self.git("config", "user.name", "Dev")
+        self.git("config", "core.compression", "0")  # each app commits busybox: no zlib over it at every push
         self.git("remote", "add", "production", str(remote))
 
     def git(self, *args: str) -> subprocess.CompletedProcess:

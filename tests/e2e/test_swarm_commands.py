@@ -55,7 +55,8 @@ def test_every_command_works_in_swarm_mode(lab, swarm_server, tmp_path):
     assert (ran.returncode, ran.stdout.strip()) == (0, "ran hello{{.Node.ID}}"), ran.stderr
     timer = server.zdd("backup-due")  # the manager's minute timer (unless cron's ran it this minute already)
     assert f"{app}: started cron job hello" in timer.stdout + server.timer_log(), timer.stdout + timer.stderr
-    assert wait_for(lambda: "| hello" in server.zdd("cron", app).stdout, timeout=30), server.zdd("cron", app).stdout
+    assert wait_for(lambda: "| hello" in server.zdd("cron", app).stdout, timeout=30, interval=1), \
+        server.zdd("cron", app).stdout
     assert server.zdd("maintenance", app, "on").returncode == 0
     assert served(lab, server, host)[0] == 503, "Caddy's container serves the page"
     assert server.zdd("maintenance", app, "off").returncode == 0

@@ -134,7 +134,7 @@ def test_install_swarm_scale_and_push_roll_every_node_with_nothing_lost(lab, swa
 
     set_availability(lab, "drain", "node3")  # its task moves to node1 or node2, and Swarm never moves it back
     try:
-        assert wait_for(lambda: len(nodes_of(server, app)) == 3 and "node3" not in nodes_of(server, app), 60, 1)
+        assert wait_for(lambda: len(nodes := nodes_of(server, app)) == 3 and "node3" not in nodes, 60, 1)
     finally:
         set_availability(lab, "active", "node3")
     load = lab.load(f"http://127.0.0.1:{server.http_port}/", HOST)
