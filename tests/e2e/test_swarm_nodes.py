@@ -46,6 +46,9 @@ def test_a_failed_push_keeps_the_live_version_and_a_killed_one_is_repaired(lab, 
     assert status.returncode == 0, status.stderr
     assert "interrupted" in status.stderr, status.stderr
     assert server.status(app)["sha"] == v3
+    # the k1 task answers until Swarm has stopped it (status lists it as rolling until then)
+    assert wait_for(lambda: recorded_and_running(server, app, replicas=1), timeout=30, interval=1), \
+        server.status(app)
     assert served(lab, server, host) == (200, "k3")
 
     # a process new in a push has no update for Swarm to monitor: zdd watches it stay up
