@@ -91,6 +91,16 @@ def test_env_reaches_the_container_and_never_the_output(server, new_app):
     assert http_get(site + "/cgi-bin/env")[1].startswith("token=\n")
 
 
+def read_until_deploying(stream) -> str:
+    """A deploy's output up to its "==> Deploying" line: said once it holds the app's deploy lock."""
+    said = ""
+    while "==> Deploying" not in said:
+        line = stream.readline()
+        assert line, said
+        said += line
+    return said
+
+
 def test_two_pushes_at_once_land_in_order_with_nothing_failed(server, new_app):
     app, site, repo = new_app
     repo.commit("v1")
@@ -98,16 +108,16 @@ def test_two_pushes_at_once_land_in_order_with_nothing_failed(server, new_app):
     clients = [KeepAliveClient(site, retrying=False) for _ in range(4)]
     for client in clients:
         client.start()
-    v2 = repo.commit("v2", dockerfile=app_dockerfile(start_delay=2))
+    v2 = repo.commit("v2", dockerfile=app_dockerfile(start_delay=3))
     repo.git("checkout", "-q", "-b", "next")
     v3 = repo.commit("v3")
     repo.git("tag", "v3")
 
     first = subprocess.Popen(["git", "push", "production", f"{v2}:refs/heads/main"], cwd=repo.path,
                              stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    said = read_until_deploying(first.stderr)
     second = repo.push("v3")
-    first_err = first.communicate(timeout=120)[1]
+    first_err = said + first.communicate(timeout=120)[1]
     for client in clients:
         client.stop()
 
@@ -191,11 +201,11 @@ def test_a_push_during_a_rollback_waits_for_it_then_deploys(server, new_app):
     assert repo.push("main").returncode == 0
     rollback = subprocess.Popen([str(server.root / "bin" / "zdd"), "rollback", app],
                                 stdout=subprocess.PIPE, text=True)
-    time.sleep(1.0)  # v1 takes 3 s to start: the rollback holds the lock for that long at least
     v3 = repo.commit("v3")
+    said = read_until_deploying(rollback.stdout)  # v1 takes 3 s to start: the lock stays held that long at least
 
     push = repo.push("main")
-    rolled = rollback.communicate(timeout=120)[0]
+    rolled = said + rollback.communicate(timeout=120)[0]
 
     assert rollback.returncode == 0 and "Rolling back to" in rolled
     expect(push.stderr, "another deploy of this app is running", f"is live at {site}: {v3[:12]}")
