@@ -4,7 +4,7 @@ test processes (tests/run uses ``--dist loadfile``: a file's tests stay in one p
 import pytest
 
 # The longest files start first, so that none of them starts last and holds up the end of
-# the run; the rest keep pytest's order. Durations from `tests/run --durations=0`
+# the run; the rest follow in xdist's order. Durations from `tests/run --durations=0`
 # (six processes, 2026-12-07, the last of that day).
 LONGEST_FIRST = (
     "e2e/test_data.py",
@@ -38,10 +38,6 @@ LONGEST_FIRST = (
 def _rank(path: str) -> int:
     path = path.removeprefix("tests/")
     return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
-
-
-def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: _rank(item.nodeid.split("::")[0]))  # stable: within a rank, pytest's own order
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -251,6 +251,11 @@ class AppRepo:
     def push(self, *refspecs: str) -> subprocess.CompletedProcess:
         return run(["git", "push", "production", *refspecs], cwd=self.path)
 
+    def push_started(self, *refspecs: str) -> subprocess.Popen:
+        """A push left running (its output in .stderr), for what happens meanwhile."""
+        return subprocess.Popen(["git", "push", "production", *refspecs], cwd=self.path,
+                                stderr=subprocess.PIPE, text=True)
+
 
 SLOW_CGI = """#!/bin/busybox sh
 /bin/busybox sleep 2

@@ -113,8 +113,7 @@ def test_two_pushes_at_once_land_in_order_with_nothing_failed(server, new_app):
     v3 = repo.commit("v3")
     repo.git("tag", "v3")
 
-    first = subprocess.Popen(["git", "push", "production", f"{v2}:refs/heads/main"], cwd=repo.path,
-                             stderr=subprocess.PIPE, text=True)
+    first = repo.push_started(f"{v2}:refs/heads/main")
     said = read_until_deploying(first.stderr)
     second = repo.push("v3")
     first_err = said + first.communicate(timeout=120)[1]
@@ -134,8 +133,7 @@ def test_a_deploy_killed_midway_is_cleaned_up_by_the_next_push(server, new_app, 
     v1 = repo.commit("v1")
     assert repo.push("main").returncode == 0
     repo.commit("v2", dockerfile=app_dockerfile(start_delay=30))
-    push = subprocess.Popen(["git", "push", "production", "main"], cwd=repo.path,
-                            stderr=subprocess.PIPE, text=True)
+    push = repo.push_started("main")
     assert wait_for(lambda: len(containers_of(docker_client, app)) == 2, timeout=60)
     time.sleep(0.5)
     killed = run(["pkill", "-KILL", "-f", f"zdd hook {app}$"])

@@ -4,10 +4,9 @@ reboot (dockerd and Caddy stopped, then started). The server's engine is a one-n
 engine's network namespace, as on a machine of their own: the machine's engine keeps serving
 the tests beside these."""
 
-import os
-import subprocess
 import sys
 import time
+from typing import NamedTuple
 
 import pytest
 
@@ -20,6 +19,12 @@ WITH_WORKER = """worker_check_seconds = 0.3
 [processes]
 worker = { command = "/bin/busybox sleep 3600", healthcheck = false }
 """
+
+
+class Seen(NamedTuple):
+    name: str
+    status: str
+    sha: str
 
 
 class LabServer(Server):
@@ -45,11 +50,12 @@ class LabServer(Server):
         restarted = run([str(REPO / "scripts" / "swarm-lab"), "restart-engine", "--dir", str(self.lab.folder)])
         assert restarted.returncode == 0, restarted.stderr
 
-    def containers(self, app: str, *labels: str) -> list:
+    def containers(self, app: str, *labels: str) -> list[Seen]:
+        """The app's containers on the lab's engine, stopped ones too."""
         with self.lab.manager() as engine:
             found = engine.containers.list(ignore_removed=True, all=True,
                                            filters={"label": [f"zdd.app={app}", *labels]})
-            return [(c.name, c.status, c.labels["zdd.sha"]) for c in found]
+            return [Seen(c.name, c.status, c.labels["zdd.sha"]) for c in found]
 
 
 @pytest.fixture(scope="module")
@@ -85,11 +91,11 @@ def test_a_simulated_reboot_brings_every_app_back_on_its_live_version(server, ne
     server.start_caddy()
 
     assert wait_for(lambda: server.get(site) == (200, "v2"), timeout=60)
-    assert wait_for(lambda: [c[1] for c in server.containers(app, "zdd.process=worker")] == ["running"],
+    assert wait_for(lambda: [c.status for c in server.containers(app, "zdd.process=worker")] == ["running"],
                     timeout=30), "the worker is back too"
     containers = server.containers(app)
-    assert {sha for _, _, sha in containers} == {v2}, "retired containers stay gone"
-    assert server.status(app)["container"] in [name for name, _, _ in containers] and len(containers) == 2
+    assert {c.sha for c in containers} == {v2}, "retired containers stay gone"
+    assert server.status(app)["container"] in [c.name for c in containers] and len(containers) == 2
     assert server.status(app)["sha"] == v2
 
 
@@ -98,9 +104,8 @@ def test_dockerd_restarting_during_a_deploy_keeps_v1_and_the_next_push_recovers(
     v1 = repo.commit("v1")
     assert repo.push("main").returncode == 0
     repo.commit("v2", dockerfile=app_dockerfile(start_delay=20))
-    push = subprocess.Popen(["git", "push", "production", "main"], cwd=repo.path,
-                            stderr=subprocess.PIPE, text=True)
-    assert wait_for(lambda: len([c for c in server.containers(app) if c[1] == "running"]) == 2, timeout=60)
+    push = repo.push_started("main")
+    assert wait_for(lambda: sum(c.status == "running" for c in server.containers(app)) == 2, timeout=60)
     time.sleep(1)
 
     server.restart_engine()

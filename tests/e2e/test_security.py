@@ -1,6 +1,5 @@
 """Nobody let in: loopback only, no privileges from a push, secrets never printed."""
 
-import subprocess
 
 import pytest
 
@@ -57,8 +56,7 @@ def test_two_apps_pushed_at_once_both_go_live(server, tmp_path):
     repos = {name: AppRepo(tmp_path / name, server.repo(name)) for name in sites}
     for name, repo in repos.items():
         repo.commit(name)
-    pushes = [subprocess.Popen(["git", "push", "production", "main"], cwd=repo.path,
-                               stderr=subprocess.PIPE, text=True) for repo in repos.values()]
+    pushes = [repo.push_started("main") for repo in repos.values()]
     errors = [push.communicate(timeout=300)[1] for push in pushes]
 
     assert [push.returncode for push in pushes] == [0, 0], errors
